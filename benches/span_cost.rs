@@ -1,0 +1,107 @@
+//! The span-cost ladder: what one span start+end costs at each step from no tracing to full
+//! export, on the same workload. Two ladders: the OpenTelemetry API directly, and `tracing` spans
+//! through tracing-opentelemetry (what the services use).
+//!
+//! Rungs: no SDK → `always_off` → `ratio(0.01)` → `always_on` with the batch processor and an
+//! exporter that discards. Goal: a sampled span start+end including the export hand-off
+//! ≤ 200 ns (OpenTelemetry API rung `always_on`).
+//!
+//! After each sampled rung the bench prints the provider's span counts; a non-zero
+//! `dropped_or_pending` means the batch queue overflowed and that rung measured some drops.
+//!
+//! Last results: see the table in the closing note of the landing that last touched this file.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use opentelemetry::trace::noop::NoopTracer;
+use opentelemetry::trace::{Span as _, Tracer, TracerProvider as _};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tb_telemetry::setup::SpanStats;
+use tb_telemetry::{BatchSettings, Exporter, Sampling, TelemetryConfig, tracer_provider};
+use tracing_subscriber::layer::SubscriberExt;
+
+const RUNGS: [(&str, Sampling); 3] = [
+    ("always_off", Sampling::AlwaysOff),
+    ("ratio_0.01", Sampling::Ratio(0.01)),
+    ("always_on", Sampling::AlwaysOn),
+];
+
+fn provider(sampling: Sampling) -> (SdkTracerProvider, SpanStats) {
+    let config = TelemetryConfig {
+        sampling,
+        exporter: Exporter::Discard,
+        batch: BatchSettings {
+            // Large enough that the export thread keeps up with a tight loop.
+            max_queue_size: 1 << 16,
+            ..BatchSettings::default()
+        },
+        ..TelemetryConfig::default()
+    };
+    tracer_provider("bench", &config)
+        .expect("provider builds")
+        .expect("an SDK for every rung but off")
+}
+
+fn report(name: &str, provider: &SdkTracerProvider, stats: &SpanStats) {
+    let _ = provider.force_flush();
+    let counts = stats.counts();
+    eprintln!(
+        "{name}: ended {} exported {} dropped_or_pending {}",
+        counts.ended,
+        counts.exported,
+        counts.dropped_or_pending()
+    );
+    let _ = provider.shutdown();
+}
+
+fn otel_api(c: &mut Criterion) {
+    let mut g = c.benchmark_group("span_otel_api");
+    g.bench_function("no_sdk", |b| {
+        let tracer = NoopTracer::new();
+        b.iter(|| tracer.start(black_box("work")).end());
+    });
+    for (name, sampling) in RUNGS {
+        let (provider, stats) = provider(sampling);
+        let tracer = provider.tracer("bench");
+        g.bench_function(name, |b| b.iter(|| tracer.start(black_box("work")).end()));
+        report(&format!("span_otel_api/{name}"), &provider, &stats);
+    }
+    g.finish();
+}
+
+fn tracing_layer(c: &mut Criterion) {
+    let mut g = c.benchmark_group("span_tracing");
+    g.bench_function("off", |b| {
+        let subscriber = tracing_subscriber::registry();
+        tracing::subscriber::with_default(subscriber, || {
+            b.iter(|| tracing::info_span!("work").in_scope(|| black_box(1)));
+        });
+    });
+    for (name, sampling) in RUNGS {
+        let (provider, stats) = provider(sampling);
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench")));
+        tracing::subscriber::with_default(subscriber, || {
+            g.bench_function(name, |b| {
+                b.iter(|| tracing::info_span!("work").in_scope(|| black_box(1)));
+            });
+        });
+        report(&format!("span_tracing/{name}"), &provider, &stats);
+    }
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = otel_api, tracing_layer
+}
+criterion_main!(benches);

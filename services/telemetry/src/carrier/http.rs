@@ -1,0 +1,188 @@
+//! Trace context in HTTP headers ([`http::HeaderMap`]), for servers (axum requests) and clients
+//! (outgoing requests) alike.
+//!
+//! Header names are case-insensitive in HTTP; `HeaderMap` stores them lowercase, so `TraceParent`
+//! and `traceparent` are the same field. A field sent twice has no single value: `get` answers
+//! `None` for it and `get_all` lists every value, which lets the propagator reject two
+//! `traceparent`s and join several `tracestate`s.
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::{Context, global};
+
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
+
+/// Our three header names as prebuilt `HeaderName`s, so injection does not parse them.
+fn known_name(key: &str) -> Option<HeaderName> {
+    match key {
+        "traceparent" => Some(TRACEPARENT),
+        "tracestate" => Some(TRACESTATE),
+        "baggage" => Some(BAGGAGE),
+        _ => None,
+    }
+}
+
+/// Writes context into a header map, replacing any value already there.
+#[derive(Debug)]
+pub struct HeaderInjector<'a>(pub &'a mut HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        let name = match known_name(key) {
+            Some(name) => name,
+            None => match HeaderName::from_bytes(key.as_bytes()) {
+                Ok(name) => name,
+                Err(_) => return,
+            },
+        };
+        // `TryFrom<String>` takes the buffer without copying it.
+        if let Ok(value) = HeaderValue::try_from(value) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+/// Reads context from a header map.
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderExtractor<'a>(pub &'a HeaderMap);
+
+fn text(value: &HeaderValue) -> &str {
+    value.to_str().unwrap_or("")
+}
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        let mut values = match known_name(key) {
+            Some(name) => self.0.get_all(name).into_iter(),
+            None => self.0.get_all(key).into_iter(),
+        };
+        let first = values.next()?;
+        values.next().is_none().then(|| text(first))
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
+
+    fn get_all(&self, key: &str) -> Option<Vec<&str>> {
+        let values: Vec<&str> = self.0.get_all(key).iter().map(text).collect();
+        (!values.is_empty()).then_some(values)
+    }
+}
+
+/// Injects `cx` into `headers` with the global propagator.
+pub fn inject(cx: &Context, headers: &mut HeaderMap) {
+    global::get_text_map_propagator(|p| p.inject_context(cx, &mut HeaderInjector(headers)));
+}
+
+/// Extracts the context carried by `headers` with the global propagator.
+pub fn extract(headers: &HeaderMap) -> Context {
+    global::get_text_map_propagator(|p| {
+        p.extract_with_context(&Context::new(), &HeaderExtractor(headers))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::propagation::TextMapPropagator;
+    use opentelemetry::trace::TraceContextExt;
+
+    use super::*;
+    use crate::W3cPropagator;
+
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn remote(p: &W3cPropagator, headers: &HeaderMap) -> Context {
+        p.extract_with_context(&Context::new(), &HeaderExtractor(headers))
+    }
+
+    #[test]
+    fn server_extracts_what_a_client_injected() {
+        let p = W3cPropagator::new();
+        let mut incoming = HeaderMap::new();
+        incoming.insert("traceparent", HeaderValue::from_static(TP));
+        incoming.insert("tracestate", HeaderValue::from_static("congo=t61rcWkgMzE"));
+        let cx = remote(&p, &incoming);
+
+        let mut outgoing = HeaderMap::new();
+        p.inject_context(&cx, &mut HeaderInjector(&mut outgoing));
+        assert_eq!(
+            outgoing.get("traceparent").and_then(|v| v.to_str().ok()),
+            Some(TP)
+        );
+        assert_eq!(
+            outgoing.get("tracestate").and_then(|v| v.to_str().ok()),
+            Some("congo=t61rcWkgMzE")
+        );
+        let back = remote(&p, &outgoing);
+        assert_eq!(back.span().span_context(), cx.span().span_context());
+    }
+
+    #[test]
+    fn missing_headers_give_an_empty_context() {
+        let p = W3cPropagator::new();
+        let cx = remote(&p, &HeaderMap::new());
+        assert!(!cx.has_active_span());
+        assert_eq!(p.invalid_contexts().traceparent, 0);
+    }
+
+    #[test]
+    fn malformed_value_is_rejected_and_counted() {
+        let p = W3cPropagator::new();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7"),
+        );
+        assert!(!remote(&p, &headers).has_active_span());
+        headers.insert(
+            "traceparent",
+            HeaderValue::from_bytes(b"00-\xff").expect("obs-text is a legal header value"),
+        );
+        assert!(!remote(&p, &headers).has_active_span());
+        assert_eq!(p.invalid_contexts().traceparent, 2);
+    }
+
+    #[test]
+    fn duplicated_traceparent_starts_a_new_trace() {
+        let p = W3cPropagator::new();
+        let mut headers = HeaderMap::new();
+        headers.append("traceparent", HeaderValue::from_static(TP));
+        headers.append("traceparent", HeaderValue::from_static(TP));
+        assert_eq!(HeaderExtractor(&headers).get("traceparent"), None);
+        assert_eq!(
+            HeaderExtractor(&headers)
+                .get_all("traceparent")
+                .map(|v| v.len()),
+            Some(2)
+        );
+        assert!(!remote(&p, &headers).has_active_span());
+        assert_eq!(p.invalid_contexts().traceparent, 1);
+    }
+
+    #[test]
+    fn header_names_are_case_insensitive() {
+        let p = W3cPropagator::new();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            HeaderName::from_bytes(b"TraceParent").expect("name"),
+            HeaderValue::from_static(TP),
+        );
+        assert_eq!(HeaderExtractor(&headers).get("TRACEPARENT"), Some(TP));
+        assert!(remote(&p, &headers).span().span_context().is_valid());
+    }
+
+    #[test]
+    fn injecting_replaces_an_existing_traceparent() {
+        let mut headers = HeaderMap::new();
+        headers.insert("traceparent", HeaderValue::from_static("stale"));
+        HeaderInjector(&mut headers).set("traceparent", TP.to_owned());
+        assert_eq!(headers.get_all("traceparent").iter().count(), 1);
+        assert_eq!(
+            headers.get("traceparent").and_then(|v| v.to_str().ok()),
+            Some(TP)
+        );
+    }
+}

@@ -1,0 +1,174 @@
+//! Trace context in Kafka record headers (rdkafka's [`OwnedHeaders`] when producing, any
+//! [`Headers`] — usually a consumed message's `BorrowedHeaders` — when consuming).
+//!
+//! Kafka headers are an ordered list of byte values and a key may repeat. When it does, the last
+//! one wins, as in the Java clients' `lastHeader`: a record re-published with a fresh
+//! `traceparent` appended is read by its newest context. Keys are case-sensitive; values are
+//! UTF-8 text.
+
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::{Context, global};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+
+/// Appends context to a record's headers. rdkafka's `OwnedHeaders::insert` takes the headers by
+/// value, so the injector owns them; take them back with [`KafkaInjector::into_headers`].
+#[derive(Debug, Default)]
+pub struct KafkaInjector(Option<OwnedHeaders>);
+
+impl KafkaInjector {
+    /// An injector that appends to `headers`.
+    pub fn new(headers: OwnedHeaders) -> Self {
+        Self(Some(headers))
+    }
+
+    /// The headers with the injected context appended.
+    pub fn into_headers(self) -> OwnedHeaders {
+        self.0.unwrap_or_default()
+    }
+}
+
+impl Injector for KafkaInjector {
+    fn set(&mut self, key: &str, value: String) {
+        let headers = self.0.take().unwrap_or_default();
+        self.0 = Some(headers.insert(Header {
+            key,
+            value: Some(value.as_bytes()),
+        }));
+    }
+}
+
+/// Reads context from record headers.
+#[derive(Debug, Clone, Copy)]
+pub struct KafkaExtractor<'a, H: ?Sized>(pub &'a H);
+
+fn text(value: Option<&[u8]>) -> &str {
+    value
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .unwrap_or("")
+}
+
+impl<H: Headers + ?Sized> Extractor for KafkaExtractor<'_, H> {
+    fn get(&self, key: &str) -> Option<&str> {
+        (0..self.0.count())
+            .rev()
+            .filter_map(|i| self.0.try_get(i))
+            .find(|h| h.key == key)
+            .map(|h| text(h.value))
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        (0..self.0.count())
+            .filter_map(|i| self.0.try_get(i))
+            .map(|h| h.key)
+            .collect()
+    }
+
+    fn get_all(&self, key: &str) -> Option<Vec<&str>> {
+        let values: Vec<&str> = (0..self.0.count())
+            .filter_map(|i| self.0.try_get(i))
+            .filter(|h| h.key == key)
+            .map(|h| text(h.value))
+            .collect();
+        (!values.is_empty()).then_some(values)
+    }
+}
+
+/// Appends `cx` to `headers` with the global propagator.
+pub fn inject(cx: &Context, headers: OwnedHeaders) -> OwnedHeaders {
+    let mut injector = KafkaInjector::new(headers);
+    global::get_text_map_propagator(|p| p.inject_context(cx, &mut injector));
+    injector.into_headers()
+}
+
+/// Extracts the context carried by `headers` with the global propagator.
+pub fn extract<H: Headers + ?Sized>(headers: &H) -> Context {
+    global::get_text_map_propagator(|p| {
+        p.extract_with_context(&Context::new(), &KafkaExtractor(headers))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::propagation::TextMapPropagator;
+    use opentelemetry::trace::TraceContextExt;
+
+    use super::*;
+    use crate::W3cPropagator;
+
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const TP2: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01";
+
+    fn headers(pairs: &[(&str, Option<&[u8]>)]) -> OwnedHeaders {
+        pairs.iter().fold(OwnedHeaders::new(), |h, (key, value)| {
+            h.insert(Header { key, value: *value })
+        })
+    }
+
+    fn remote<H: Headers + ?Sized>(p: &W3cPropagator, h: &H) -> Context {
+        p.extract_with_context(&Context::new(), &KafkaExtractor(h))
+    }
+
+    #[test]
+    fn round_trip_through_owned_and_borrowed_headers() {
+        let p = W3cPropagator::new();
+        let incoming = headers(&[
+            ("traceparent", Some(TP.as_bytes())),
+            ("tracestate", Some(b"k=v")),
+        ]);
+        let cx = remote(&p, incoming.as_borrowed());
+        assert!(cx.span().span_context().is_valid());
+
+        let mut injector =
+            KafkaInjector::new(headers(&[("content-type", Some(b"application/json"))]));
+        p.inject_context(&cx, &mut injector);
+        let out = injector.into_headers();
+        assert_eq!(out.count(), 3, "existing headers are kept");
+        assert_eq!(KafkaExtractor(&out).get("traceparent"), Some(TP));
+        assert_eq!(
+            remote(&p, out.as_borrowed()).span().span_context(),
+            cx.span().span_context()
+        );
+    }
+
+    #[test]
+    fn the_last_repeated_key_wins() {
+        let p = W3cPropagator::new();
+        let h = headers(&[
+            ("traceparent", Some(TP.as_bytes())),
+            ("traceparent", Some(TP2.as_bytes())),
+        ]);
+        assert_eq!(KafkaExtractor(&h).get("traceparent"), Some(TP2));
+        assert_eq!(
+            KafkaExtractor(&h).get_all("traceparent"),
+            Some(vec![TP, TP2])
+        );
+        let cx = remote(&p, &h);
+        assert_eq!(
+            cx.span().span_context().span_id().to_string(),
+            "1111111111111111"
+        );
+    }
+
+    #[test]
+    fn missing_header_gives_an_empty_context() {
+        let p = W3cPropagator::new();
+        assert!(!remote(&p, &headers(&[("other", Some(b"x"))])).has_active_span());
+        assert_eq!(p.invalid_contexts().traceparent, 0);
+    }
+
+    #[test]
+    fn malformed_null_or_non_utf8_values_are_rejected_and_counted() {
+        let p = W3cPropagator::new();
+        for value in [Some(&b"00-garbage"[..]), None, Some(&[0xff, 0xfe][..])] {
+            assert!(!remote(&p, &headers(&[("traceparent", value)])).has_active_span());
+        }
+        assert_eq!(p.invalid_contexts().traceparent, 3);
+    }
+
+    #[test]
+    fn keys_are_case_sensitive() {
+        let p = W3cPropagator::new();
+        let cx = remote(&p, &headers(&[("TRACEPARENT", Some(TP.as_bytes()))]));
+        assert!(!cx.has_active_span());
+    }
+}

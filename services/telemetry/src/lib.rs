@@ -1,0 +1,24 @@
+//! tracebench's telemetry: the one crate that touches OpenTelemetry.
+//!
+//! - [`w3c`] and [`baggage`]: the W3C formats, parsed strictly and formatted without allocation.
+//! - [`propagator`]: those formats behind OpenTelemetry's `TextMapPropagator`, counting what it
+//!   rejects.
+//! - [`carrier`]: how context rides on HTTP headers, AMQP field tables and Kafka record headers.
+//! - [`spans`]: helpers for SERVER/CLIENT/PRODUCER/CONSUMER spans with semantic-convention
+//!   attributes.
+//! - [`setup`]: provider, sampler, exporter and JSON logs for one service ([`init`]).
+//! - [`log`]: the JSON log format that carries `trace_id` and `span_id`.
+
+pub mod baggage;
+pub mod carrier;
+pub mod log;
+pub mod propagator;
+pub mod setup;
+pub mod spans;
+pub mod w3c;
+
+pub use propagator::{InvalidContexts, W3cPropagator};
+pub use setup::{
+    BatchSettings, Exporter, InitError, LogFormat, Protocol, Sampling, SpanCounts, TelemetryConfig,
+    TelemetryGuard, init, tracer_provider,
+};

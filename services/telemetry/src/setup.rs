@@ -1,0 +1,528 @@
+//! Telemetry setup for one service, the equivalent of the seed's `setup_tracing`: resource,
+//! sampler, batch processor and OTLP exporter, the W3C propagator, and JSON logs.
+//!
+//! [`init`] installs everything process-wide and returns a [`TelemetryGuard`] that flushes and
+//! shuts the provider down when dropped. [`tracer_provider`] builds the provider alone, for
+//! tests and benchmarks that install their own subscriber.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::{Context, KeyValue, global};
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig as _};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, IdGenerator, RandomIdGenerator, Sampler,
+    SdkTracerProvider, Span, SpanData, SpanExporter, SpanProcessor,
+};
+use opentelemetry_semantic_conventions::resource::{
+    DEPLOYMENT_ENVIRONMENT_NAME, SERVICE_INSTANCE_ID, SERVICE_NAMESPACE,
+};
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
+
+use crate::log::JsonLogLayer;
+use crate::propagator::{InvalidContexts, W3cPropagator};
+
+/// The legacy resource key the seed's design uses; written beside the current
+/// `deployment.environment.name` so dashboards of either generation find it.
+const DEPLOYMENT_ENVIRONMENT: &str = "deployment.environment";
+
+/// How spans are sampled. Every SDK-backed choice is parent-based: a remote parent's sampled
+/// flag decides, so one decision at the edge holds across every hop.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Sampling {
+    /// No SDK at all: no OpenTelemetry layer, no provider. The baseline of the overhead ladder.
+    Off,
+    /// The SDK is installed but samples nothing new (it still honours sampled parents).
+    AlwaysOff,
+    /// Sample this share (0.0–1.0) of new traces by trace id.
+    Ratio(f64),
+    /// Sample every new trace.
+    AlwaysOn,
+}
+
+/// OTLP transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// OTLP/gRPC (port 4317 by convention). Needs a Tokio runtime when the exporter is built.
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies (port 4318 by convention).
+    HttpProtobuf,
+}
+
+/// Where finished spans go.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Exporter {
+    /// Through the batch processor to an exporter that discards them: all of tracing's cost but
+    /// the network, for overhead measurements.
+    Discard,
+    /// OTLP to a collector, Tempo or the harness's sink.
+    Otlp {
+        /// Transport.
+        protocol: Protocol,
+        /// Base endpoint such as `http://127.0.0.1:4318`; `None` reads
+        /// `OTEL_EXPORTER_OTLP_ENDPOINT` and then the protocol's default.
+        endpoint: Option<String>,
+        /// Per-export timeout.
+        timeout: Duration,
+    },
+}
+
+/// Batch span processor settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchSettings {
+    /// Spans that may wait for export; beyond it, spans are dropped and counted.
+    pub max_queue_size: usize,
+    /// Spans per export call.
+    pub max_export_batch_size: usize,
+    /// Longest wait before a partial batch is exported.
+    pub scheduled_delay: Duration,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        Self {
+            max_queue_size: 2048,
+            max_export_batch_size: 512,
+            // The SDK's 5 s default would hold a finished scan's spans back for seconds; a short
+            // delay keeps verdicts quick at the cost of smaller batches under light load.
+            scheduled_delay: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Log output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line with `trace_id` and `span_id` (the default).
+    Json,
+    /// No log output.
+    None,
+}
+
+/// Everything [`init`] needs besides the service name. Build it directly; nothing here reads the
+/// environment except the documented OTLP endpoint fallback and `RUST_LOG` when
+/// [`TelemetryConfig::log_filter`] is `None`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TelemetryConfig {
+    /// `service.namespace` (the seed's `eco2`).
+    pub service_namespace: String,
+    /// `deployment.environment`.
+    pub deployment_environment: String,
+    /// `service.instance.id`; `None` draws a random one.
+    pub service_instance_id: Option<String>,
+    /// Sampler.
+    pub sampling: Sampling,
+    /// Exporter.
+    pub exporter: Exporter,
+    /// Batch processor settings.
+    pub batch: BatchSettings,
+    /// Log output.
+    pub log_format: LogFormat,
+    /// Log filter in `EnvFilter` syntax; `None` uses `RUST_LOG`, then `info`.
+    pub log_filter: Option<String>,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            service_namespace: "eco2".to_owned(),
+            deployment_environment: "dev".to_owned(),
+            service_instance_id: None,
+            sampling: Sampling::AlwaysOn,
+            exporter: Exporter::Otlp {
+                protocol: Protocol::Grpc,
+                endpoint: None,
+                timeout: Duration::from_secs(10),
+            },
+            batch: BatchSettings::default(),
+            log_format: LogFormat::Json,
+            log_filter: None,
+        }
+    }
+}
+
+/// Why telemetry could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// The OTLP exporter could not be built (bad endpoint, or gRPC outside a Tokio runtime).
+    #[error("building the OTLP exporter: {0}")]
+    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    /// A sampling ratio outside 0.0–1.0.
+    #[error("sampling ratio {0} is outside 0.0..=1.0")]
+    Ratio(f64),
+    /// The log filter does not parse.
+    #[error("log filter: {0}")]
+    Filter(#[from] tracing_subscriber::filter::ParseError),
+    /// A global subscriber was already installed in this process.
+    #[error("a global tracing subscriber is already installed: {0}")]
+    AlreadyInstalled(#[from] tracing_subscriber::util::TryInitError),
+}
+
+/// Span counts of one provider, for reporting what tracing itself lost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpanCounts {
+    /// Sampled spans that ended (and so were handed to the batch processor).
+    pub ended: u64,
+    /// Spans the exporter accepted.
+    pub exported: u64,
+    /// Spans in export calls that failed.
+    pub export_failed: u64,
+}
+
+impl SpanCounts {
+    /// Spans neither exported nor failed: dropped by a full queue, or still queued. After
+    /// [`TelemetryGuard::flush`] nothing is queued, so this is the drop count.
+    pub fn dropped_or_pending(&self) -> u64 {
+        self.ended
+            .saturating_sub(self.exported)
+            .saturating_sub(self.export_failed)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    ended: AtomicU64,
+    exported: AtomicU64,
+    export_failed: AtomicU64,
+}
+
+/// Readable span counters shared by a provider's counting processor and exporter.
+#[derive(Clone, Debug, Default)]
+pub struct SpanStats(Arc<Counters>);
+
+impl SpanStats {
+    /// The counts so far.
+    pub fn counts(&self) -> SpanCounts {
+        SpanCounts {
+            ended: self.0.ended.load(Ordering::Relaxed),
+            exported: self.0.exported.load(Ordering::Relaxed),
+            export_failed: self.0.export_failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Counts sampled spans as they end. It runs before the batch processor, whose own drop
+/// counter is private, so `ended - exported - failed` gives the drops.
+#[derive(Debug)]
+struct CountEnded(SpanStats);
+
+impl SpanProcessor for CountEnded {
+    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        // The batch processor exports only sampled spans; count what it will see.
+        if span.span_context.is_sampled() {
+            self.0.0.ended.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// Wraps an exporter to count what it exported and what failed.
+#[derive(Debug)]
+struct CountingExporter<E> {
+    inner: E,
+    stats: SpanStats,
+}
+
+impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let n = batch.len() as u64;
+        let result = self.inner.export(batch).await;
+        let counter = match result {
+            Ok(()) => &self.stats.0.exported,
+            Err(_) => &self.stats.0.export_failed,
+        };
+        counter.fetch_add(n, Ordering::Relaxed);
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// An exporter that accepts and discards every batch.
+#[derive(Debug, Default)]
+pub struct DiscardExporter;
+
+impl SpanExporter for DiscardExporter {
+    async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// The SDK sampler for a [`Sampling`] choice: parent-based around the root decision.
+///
+/// # Errors
+///
+/// Fails on a ratio outside 0.0–1.0.
+pub fn sampler(sampling: Sampling) -> Result<Sampler, InitError> {
+    let root = match sampling {
+        Sampling::Off | Sampling::AlwaysOn => Sampler::AlwaysOn,
+        Sampling::AlwaysOff => Sampler::AlwaysOff,
+        Sampling::Ratio(r) if (0.0..=1.0).contains(&r) => Sampler::TraceIdRatioBased(r),
+        Sampling::Ratio(r) => return Err(InitError::Ratio(r)),
+    };
+    Ok(Sampler::ParentBased(Box::new(root)))
+}
+
+fn resource(service_name: &str, config: &TelemetryConfig) -> Resource {
+    let instance_id = config
+        .service_instance_id
+        .clone()
+        .unwrap_or_else(|| RandomIdGenerator::default().new_trace_id().to_string());
+    Resource::builder()
+        .with_service_name(service_name.to_owned())
+        .with_attributes([
+            KeyValue::new(SERVICE_NAMESPACE, config.service_namespace.clone()),
+            KeyValue::new(SERVICE_INSTANCE_ID, instance_id),
+            KeyValue::new(
+                DEPLOYMENT_ENVIRONMENT_NAME,
+                config.deployment_environment.clone(),
+            ),
+            KeyValue::new(
+                DEPLOYMENT_ENVIRONMENT,
+                config.deployment_environment.clone(),
+            ),
+        ])
+        .build()
+}
+
+fn otlp_exporter(
+    protocol: Protocol,
+    endpoint: Option<&str>,
+    timeout: Duration,
+) -> Result<opentelemetry_otlp::SpanExporter, InitError> {
+    let exporter = match protocol {
+        Protocol::Grpc => {
+            let mut builder = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_timeout(timeout);
+            if let Some(endpoint) = endpoint {
+                builder = builder.with_endpoint(endpoint);
+            }
+            builder.build()?
+        }
+        Protocol::HttpProtobuf => {
+            let mut builder = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_timeout(timeout)
+                .with_headers(Default::default());
+            if let Some(endpoint) = endpoint {
+                // An explicit endpoint is used as-is by the exporter, while the environment
+                // variable is a base URL; take a base URL in both places.
+                let endpoint = endpoint.trim_end_matches('/');
+                builder = builder.with_endpoint(if endpoint.ends_with("/v1/traces") {
+                    endpoint.to_owned()
+                } else {
+                    format!("{endpoint}/v1/traces")
+                });
+            }
+            builder.build()?
+        }
+    };
+    Ok(exporter)
+}
+
+fn batch_processor<E: SpanExporter + 'static>(
+    exporter: E,
+    stats: &SpanStats,
+    settings: BatchSettings,
+) -> BatchSpanProcessor {
+    let config = BatchConfigBuilder::default()
+        .with_max_queue_size(settings.max_queue_size)
+        .with_max_export_batch_size(settings.max_export_batch_size)
+        .with_scheduled_delay(settings.scheduled_delay)
+        .build();
+    BatchSpanProcessor::builder(CountingExporter {
+        inner: exporter,
+        stats: stats.clone(),
+    })
+    .with_batch_config(config)
+    .build()
+}
+
+/// Builds a tracer provider for `service_name`, or `None` for [`Sampling::Off`].
+///
+/// # Errors
+///
+/// Fails on a sampling ratio outside 0.0–1.0, or when the OTLP exporter cannot be built (for
+/// gRPC, when called outside a Tokio runtime).
+pub fn tracer_provider(
+    service_name: &str,
+    config: &TelemetryConfig,
+) -> Result<Option<(SdkTracerProvider, SpanStats)>, InitError> {
+    if config.sampling == Sampling::Off {
+        return Ok(None);
+    }
+    let stats = SpanStats::default();
+    let processor = match &config.exporter {
+        Exporter::Discard => batch_processor(DiscardExporter, &stats, config.batch),
+        Exporter::Otlp {
+            protocol,
+            endpoint,
+            timeout,
+        } => batch_processor(
+            otlp_exporter(*protocol, endpoint.as_deref(), *timeout)?,
+            &stats,
+            config.batch,
+        ),
+    };
+    let provider = SdkTracerProvider::builder()
+        .with_resource(resource(service_name, config))
+        .with_sampler(sampler(config.sampling)?)
+        .with_span_processor(CountEnded(stats.clone()))
+        .with_span_processor(processor)
+        .build();
+    Ok(Some((provider, stats)))
+}
+
+/// Keeps telemetry alive; flushes and shuts the provider down when dropped.
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+    stats: SpanStats,
+    propagator: W3cPropagator,
+}
+
+impl fmt::Debug for TelemetryGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TelemetryGuard")
+            .field("sdk", &self.provider.is_some())
+            .field("spans", &self.stats.counts())
+            .finish()
+    }
+}
+
+impl TelemetryGuard {
+    /// Exports everything finished so far; call it before asserting on exported traces.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the exporter reports an error or times out.
+    pub fn flush(&self) -> OTelSdkResult {
+        match &self.provider {
+            Some(provider) => provider.force_flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// Span counts of this service's provider (all zero with [`Sampling::Off`]).
+    pub fn span_counts(&self) -> SpanCounts {
+        self.stats.counts()
+    }
+
+    /// Invalid incoming context rejected by the global propagator.
+    pub fn invalid_contexts(&self) -> InvalidContexts {
+        self.propagator.invalid_contexts()
+    }
+
+    /// The provider, when an SDK is installed.
+    pub fn provider(&self) -> Option<&SdkTracerProvider> {
+        self.provider.as_ref()
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            // Shutdown flushes the batch processor first; an error here has nowhere to go but
+            // stderr, since the log pipeline is being torn down with it.
+            if let Err(e) = provider.shutdown() {
+                eprintln!("telemetry shutdown: {e}");
+            }
+        }
+    }
+}
+
+fn env_filter(config: &TelemetryConfig) -> Result<EnvFilter, InitError> {
+    Ok(match &config.log_filter {
+        Some(filter) => EnvFilter::try_new(filter)?,
+        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info"))?,
+    })
+}
+
+/// Which `tracing` spans become OpenTelemetry spans: ours and our dependencies' at `info` and
+/// above, but never the transport crates' own spans, which would trace the exporter exporting.
+fn span_filter() -> Targets {
+    Targets::new()
+        .with_default(LevelFilter::INFO)
+        .with_target("h2", LevelFilter::OFF)
+        .with_target("hyper", LevelFilter::OFF)
+        .with_target("hyper_util", LevelFilter::OFF)
+        .with_target("tonic", LevelFilter::OFF)
+        .with_target("tower", LevelFilter::OFF)
+        .with_target("reqwest", LevelFilter::OFF)
+        .with_target("opentelemetry", LevelFilter::OFF)
+        .with_target("opentelemetry_sdk", LevelFilter::OFF)
+        .with_target("opentelemetry_otlp", LevelFilter::OFF)
+}
+
+/// Sets up telemetry for `service_name` process-wide: the tracer provider (unless
+/// [`Sampling::Off`]), the W3C propagator as the global propagator, and a global subscriber with
+/// the OpenTelemetry layer and JSON logs.
+///
+/// # Errors
+///
+/// Fails as [`tracer_provider`] does, on a log filter that does not parse, or when a global
+/// subscriber is already installed.
+pub fn init(service_name: &str, config: TelemetryConfig) -> Result<TelemetryGuard, InitError> {
+    let filter = env_filter(&config)?;
+    let provider = tracer_provider(service_name, &config)?;
+    let propagator = W3cPropagator::new();
+    global::set_text_map_propagator(propagator.clone());
+
+    let logs = match config.log_format {
+        LogFormat::Json => Some(JsonLogLayer::new(std::io::stdout)),
+        LogFormat::None => None,
+    };
+    let (otel, provider, stats) = match provider {
+        Some((provider, stats)) => {
+            let tracer = provider.tracer(service_name.to_owned());
+            global::set_tracer_provider(provider.clone());
+            (
+                Some(
+                    tracing_opentelemetry::layer()
+                        .with_tracer(tracer)
+                        .with_filter(span_filter()),
+                ),
+                Some(provider),
+                stats,
+            )
+        }
+        None => (None, None, SpanStats::default()),
+    };
+    Registry::default()
+        .with(otel)
+        .with(logs.with_filter(filter))
+        .try_init()?;
+    Ok(TelemetryGuard {
+        provider,
+        stats,
+        propagator,
+    })
+}

@@ -1,0 +1,591 @@
+//! The W3C Trace Context format: strict parsing and allocation-free formatting of `traceparent`,
+//! and validation of `tracestate`.
+//!
+//! The rules follow the Trace Context specification (Level 2) and the W3C test suite
+//! (`w3c/trace-context`, `test/test.py`), which is stricter than the OpenTelemetry SDK's own
+//! parser: the SDK accepts wrong lengths, unknown versions with garbage after them and
+//! uppercase hex, and it masks the flags down to the sampled bit.
+
+use std::fmt;
+
+use opentelemetry::trace::{SpanId, TraceFlags, TraceId, TraceState};
+
+/// Length of a version `00` `traceparent`: `vv-` + 32 + `-` + 16 + `-` + 2.
+pub const TRACEPARENT_LEN: usize = 55;
+
+/// Trace flags this implementation knows: `sampled` (0x01) and `random` (0x02, Level 2).
+///
+/// The specification says unknown flags "are reserved for future use. Vendors MUST set those to
+/// zero", so [`TraceParent::format`] keeps exactly these bits.
+pub const KNOWN_FLAGS: u8 = 0x03;
+
+/// At most this many list-members in a `tracestate`; a header with more is invalid.
+pub const TRACESTATE_MAX_MEMBERS: usize = 32;
+
+/// A parsed `traceparent` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceParent {
+    /// The version the sender wrote; `0x00` today, higher ones are parsed by their first fields.
+    pub version: u8,
+    /// The trace id; never all zeros once parsed.
+    pub trace_id: TraceId,
+    /// The sender's span id (the "parent-id"); never all zeros once parsed.
+    pub parent_id: SpanId,
+    /// The whole flags byte as received, including bits this version does not define.
+    pub flags: TraceFlags,
+}
+
+/// Why a `traceparent` was rejected. Each variant is one rule of the specification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TraceParentError {
+    /// Shorter than 55 characters, or a version `00` header that is not exactly 55 characters.
+    #[error("traceparent has length {0}; version 00 is exactly 55 characters")]
+    Length(usize),
+    /// A field is not lowercase hex (`[0-9a-f]`), e.g. uppercase or a stray character.
+    #[error("traceparent field {0} is not lowercase hex")]
+    NotHex(&'static str),
+    /// A `-` separator is missing where the format requires one.
+    #[error("traceparent separator missing after {0}")]
+    Separator(&'static str),
+    /// Version `ff` is forbidden by the specification.
+    #[error("traceparent version ff is invalid")]
+    VersionFf,
+    /// The trace id is all zeros.
+    #[error("traceparent trace-id is all zeros")]
+    ZeroTraceId,
+    /// The parent id is all zeros.
+    #[error("traceparent parent-id is all zeros")]
+    ZeroParentId,
+}
+
+/// Why a `tracestate` was rejected; the whole header is dropped in every case.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TraceStateError {
+    /// More than 32 list-members.
+    #[error("tracestate has {0} list-members; at most 32 are allowed")]
+    TooManyMembers(usize),
+    /// A list-member has no `=`, or its key breaks the key grammar.
+    #[error("tracestate list-member {0} has an invalid key")]
+    Key(usize),
+    /// A list-member's value breaks the value grammar (empty, too long, bad character).
+    #[error("tracestate list-member {0} has an invalid value")]
+    Value(usize),
+    /// The same key appears twice; the W3C test suite expects the header to be discarded.
+    #[error("tracestate key at list-member {0} is duplicated")]
+    Duplicate(usize),
+}
+
+/// A formatted `traceparent`, held on the stack: formatting never allocates.
+#[derive(Clone, Copy)]
+pub struct TraceParentBuf([u8; TRACEPARENT_LEN]);
+
+impl TraceParentBuf {
+    /// The header value as bytes (always 55 ASCII bytes).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The header value as a string slice.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits and dashes are ever written, so this cannot fail; the check costs a
+        // few nanoseconds and keeps the crate free of `unsafe`.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for TraceParentBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for TraceParentBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Maps a byte to its value as a lowercase hex digit, or `INVALID`.
+const INVALID: u8 = 0xff;
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [INVALID; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// Decodes exactly `digits.len()` lowercase hex digits (at most 32) into an integer.
+fn decode_hex(digits: &[u8], field: &'static str) -> Result<u128, TraceParentError> {
+    let mut acc: u128 = 0;
+    let mut bad = 0u8;
+    for &b in digits {
+        let v = HEX_VALUE[b as usize];
+        // Accumulate the "invalid" marker instead of branching on every digit.
+        bad |= v & 0xf0;
+        acc = (acc << 4) | u128::from(v & 0x0f);
+    }
+    if bad != 0 {
+        return Err(TraceParentError::NotHex(field));
+    }
+    Ok(acc)
+}
+
+/// Trims the optional white space (space and horizontal tab) that HTTP allows around a value.
+fn trim_ows(s: &str) -> &str {
+    s.trim_matches([' ', '\t'])
+}
+
+impl TraceParent {
+    /// Builds a version `00` value from its parts.
+    pub fn new(trace_id: TraceId, parent_id: SpanId, flags: TraceFlags) -> Self {
+        Self {
+            version: 0,
+            trace_id,
+            parent_id,
+            flags,
+        }
+    }
+
+    /// Parses a `traceparent` header value.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the value breaks any rule of the specification: wrong length for its version,
+    /// a field that is not lowercase hex, a missing separator, version `ff`, or an all-zero trace
+    /// or parent id. A version above `00` is accepted when its first four fields are well formed
+    /// and it either ends there or continues with `-`.
+    pub fn parse(value: &str) -> Result<Self, TraceParentError> {
+        let b = trim_ows(value).as_bytes();
+        if b.len() < TRACEPARENT_LEN {
+            return Err(TraceParentError::Length(b.len()));
+        }
+        let version = decode_hex(&b[0..2], "version")? as u8;
+        if version == 0xff {
+            return Err(TraceParentError::VersionFf);
+        }
+        if version == 0 && b.len() != TRACEPARENT_LEN {
+            return Err(TraceParentError::Length(b.len()));
+        }
+        if version != 0 && b.len() > TRACEPARENT_LEN && b[TRACEPARENT_LEN] != b'-' {
+            return Err(TraceParentError::Separator("trace-flags"));
+        }
+        if b[2] != b'-' {
+            return Err(TraceParentError::Separator("version"));
+        }
+        if b[35] != b'-' {
+            return Err(TraceParentError::Separator("trace-id"));
+        }
+        if b[52] != b'-' {
+            return Err(TraceParentError::Separator("parent-id"));
+        }
+        let trace_id = decode_hex(&b[3..35], "trace-id")?;
+        let parent_id = decode_hex(&b[36..52], "parent-id")? as u64;
+        let flags = decode_hex(&b[53..55], "trace-flags")? as u8;
+        if trace_id == 0 {
+            return Err(TraceParentError::ZeroTraceId);
+        }
+        if parent_id == 0 {
+            return Err(TraceParentError::ZeroParentId);
+        }
+        Ok(Self {
+            version,
+            trace_id: TraceId::from(trace_id),
+            parent_id: SpanId::from(parent_id),
+            flags: TraceFlags::new(flags),
+        })
+    }
+
+    /// Formats this value as a version `00` header, keeping the known flags
+    /// ([`KNOWN_FLAGS`]) and zeroing reserved ones, as the specification requires of a sender.
+    pub fn format(&self) -> TraceParentBuf {
+        let mut out = [b'-'; TRACEPARENT_LEN];
+        out[0] = b'0';
+        out[1] = b'0';
+        write_hex(
+            &mut out[3..35],
+            u128::from_be_bytes(self.trace_id.to_bytes()),
+        );
+        write_hex(
+            &mut out[36..52],
+            u128::from(u64::from_be_bytes(self.parent_id.to_bytes())),
+        );
+        write_hex(
+            &mut out[53..55],
+            u128::from(self.flags.to_u8() & KNOWN_FLAGS),
+        );
+        TraceParentBuf(out)
+    }
+}
+
+/// Writes the low `out.len() * 4` bits of `value` as lowercase hex, most significant first.
+fn write_hex(out: &mut [u8], mut value: u128) {
+    for slot in out.iter_mut().rev() {
+        *slot = HEX[(value & 0xf) as usize];
+        value >>= 4;
+    }
+}
+
+fn is_key_char(b: u8) -> bool {
+    matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/')
+}
+
+/// Checks a `tracestate` key: `simple-key` (lcalpha then up to 255 key characters) or
+/// `tenant-id@system-id` (1–241 characters starting with lcalpha or a digit, then 1–14 starting
+/// with lcalpha).
+fn valid_key(key: &[u8]) -> bool {
+    match key.iter().position(|&b| b == b'@') {
+        None => {
+            (1..=256).contains(&key.len())
+                && key[0].is_ascii_lowercase()
+                && key.iter().all(|&b| is_key_char(b))
+        }
+        Some(at) => {
+            let (tenant, system) = (&key[..at], &key[at + 1..]);
+            (1..=241).contains(&tenant.len())
+                && (tenant[0].is_ascii_lowercase() || tenant[0].is_ascii_digit())
+                && tenant.iter().all(|&b| is_key_char(b))
+                && (1..=14).contains(&system.len())
+                && system[0].is_ascii_lowercase()
+                && system.iter().all(|&b| is_key_char(b))
+        }
+    }
+}
+
+/// Checks a `tracestate` value: 1–256 printable ASCII characters other than `,` and `=`,
+/// the last one not a space.
+fn valid_value(value: &[u8]) -> bool {
+    (1..=256).contains(&value.len())
+        && value
+            .iter()
+            .all(|&b| (0x20..=0x7e).contains(&b) && b != b',' && b != b'=')
+        && value[value.len() - 1] != b' '
+}
+
+/// Parses a `tracestate` header value (several header fields joined with `,` beforehand) into its
+/// list-members, in order.
+///
+/// Empty list-members and optional white space around members are allowed, as the grammar says.
+///
+/// # Errors
+///
+/// Fails, so that the whole header is dropped, when there are more than 32 list-members, when a
+/// key or value breaks the grammar, or when a key repeats.
+pub fn parse_tracestate(value: &str) -> Result<Vec<(&str, &str)>, TraceStateError> {
+    let mut members: Vec<(&str, &str)> = Vec::new();
+    for member in value.split(',') {
+        let member = trim_ows(member);
+        if member.is_empty() {
+            continue;
+        }
+        let index = members.len();
+        if index == TRACESTATE_MAX_MEMBERS {
+            let total = value.split(',').filter(|m| !trim_ows(m).is_empty()).count();
+            return Err(TraceStateError::TooManyMembers(total));
+        }
+        let (key, val) = member.split_once('=').ok_or(TraceStateError::Key(index))?;
+        if !valid_key(key.as_bytes()) {
+            return Err(TraceStateError::Key(index));
+        }
+        if !valid_value(val.as_bytes()) {
+            return Err(TraceStateError::Value(index));
+        }
+        if members.iter().any(|(k, _)| *k == key) {
+            return Err(TraceStateError::Duplicate(index));
+        }
+        members.push((key, val));
+    }
+    Ok(members)
+}
+
+/// Parses a `tracestate` header value into OpenTelemetry's [`TraceState`].
+///
+/// # Errors
+///
+/// As [`parse_tracestate`].
+pub fn trace_state_from_header(value: &str) -> Result<TraceState, TraceStateError> {
+    let members = parse_tracestate(value)?;
+    if members.is_empty() {
+        return Ok(TraceState::NONE);
+    }
+    // The SDK re-validates with rules that are looser than ours, so this cannot fail for members
+    // that passed `parse_tracestate`; map a failure to "invalid" all the same rather than panic.
+    TraceState::from_key_value(members).map_err(|_| TraceStateError::Key(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn err(s: &str) -> TraceParentError {
+        TraceParent::parse(s).expect_err(s)
+    }
+
+    #[test]
+    fn parses_the_spec_example() {
+        let tp = TraceParent::parse(VALID).expect("valid");
+        assert_eq!(tp.version, 0);
+        assert_eq!(
+            tp.trace_id,
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").expect("hex")
+        );
+        assert_eq!(
+            tp.parent_id,
+            SpanId::from_hex("00f067aa0ba902b7").expect("hex")
+        );
+        assert_eq!(tp.flags, TraceFlags::SAMPLED);
+        assert_eq!(tp.format().as_str(), VALID);
+    }
+
+    #[test]
+    fn rejects_uppercase_hex_in_every_field() {
+        assert_eq!(
+            err("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
+            TraceParentError::NotHex("trace-id")
+        );
+        assert_eq!(
+            err("00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01"),
+            TraceParentError::NotHex("parent-id")
+        );
+        assert_eq!(
+            err("0A-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            TraceParentError::NotHex("version")
+        );
+        assert_eq!(
+            err("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0A"),
+            TraceParentError::NotHex("trace-flags")
+        );
+    }
+
+    #[test]
+    fn rejects_all_zero_ids() {
+        assert_eq!(
+            err("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            TraceParentError::ZeroTraceId
+        );
+        assert_eq!(
+            err("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"),
+            TraceParentError::ZeroParentId
+        );
+    }
+
+    #[test]
+    fn rejects_short_and_long_fields() {
+        for s in [
+            "0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "000-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e47361-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b71-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-001",
+            "",
+            "00",
+        ] {
+            assert!(TraceParent::parse(s).is_err(), "accepted {s:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_version_ff() {
+        assert_eq!(
+            err("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            TraceParentError::VersionFf
+        );
+    }
+
+    #[test]
+    fn rejects_version_00_with_trailing_data() {
+        assert_eq!(
+            err("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01."),
+            TraceParentError::Length(56)
+        );
+        assert!(TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-will-be-like").is_err());
+    }
+
+    #[test]
+    fn accepts_higher_version_with_trailing_data_after_a_dash() {
+        let exact = TraceParent::parse("cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .expect("future version, exact length");
+        assert_eq!(exact.version, 0xcc);
+        let longer = TraceParent::parse(
+            "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-will-be-like",
+        )
+        .expect("future version with more fields");
+        assert_eq!(longer.trace_id, exact.trace_id);
+        // We speak version 00, so a forwarded future-version context is written as 00.
+        assert_eq!(longer.format().as_str(), VALID);
+        assert_eq!(
+            err(
+                "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01.what-the-future-will-be-like"
+            ),
+            TraceParentError::Separator("trace-flags")
+        );
+    }
+
+    #[test]
+    fn rejects_non_hex_characters_and_bad_separators() {
+        for s in [
+            ".0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-.bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b.-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-.0",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7_01",
+            "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-é",
+        ] {
+            assert!(TraceParent::parse(s).is_err(), "accepted {s:?}");
+        }
+    }
+
+    #[test]
+    fn accepts_optional_white_space_around_the_value() {
+        for s in [
+            " 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "\t00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 \t",
+        ] {
+            assert!(TraceParent::parse(s).is_ok(), "rejected {s:?}");
+        }
+    }
+
+    #[test]
+    fn flags_03_round_trip_and_reserved_flags_are_zeroed_on_output() {
+        let tp = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03")
+            .expect("valid");
+        assert_eq!(tp.flags.to_u8(), 0x03);
+        assert_eq!(
+            tp.format().as_str(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03"
+        );
+        let tp = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff")
+            .expect("unknown flags are still valid input");
+        assert_eq!(tp.flags.to_u8(), 0xff, "parsing keeps the whole byte");
+        assert!(tp.format().as_str().ends_with("-03"));
+    }
+
+    #[test]
+    fn formats_small_ids_with_leading_zeros() {
+        let tp = TraceParent::new(
+            TraceId::from(1u128),
+            SpanId::from(2u64),
+            TraceFlags::default(),
+        );
+        assert_eq!(
+            tp.format().as_str(),
+            "00-00000000000000000000000000000001-0000000000000002-00"
+        );
+    }
+
+    #[test]
+    fn tracestate_parses_members_in_order_with_white_space() {
+        let members = parse_tracestate("vendor1=value1 \t, \t vendor2=value2,,congo=t61rcWkgMzE")
+            .expect("valid");
+        assert_eq!(
+            members,
+            vec![
+                ("vendor1", "value1"),
+                ("vendor2", "value2"),
+                ("congo", "t61rcWkgMzE")
+            ]
+        );
+        assert_eq!(parse_tracestate("").expect("empty is valid"), vec![]);
+    }
+
+    #[test]
+    fn tracestate_accepts_every_allowed_character() {
+        let key = "abcdefghijklmnopqrstuvwxyz0123456789_-*/";
+        let value: String = (0x20u8..=0x7e)
+            .filter(|&b| b != b',' && b != b'=')
+            .map(char::from)
+            .collect();
+        let header = format!("{key}={value},{key}@a-z0-9_-*/={value}");
+        let members = parse_tracestate(&header).expect("all allowed characters");
+        assert_eq!(members.len(), 2);
+        assert_eq!(members[0].1, value);
+    }
+
+    #[test]
+    fn tracestate_with_33_members_is_dropped_and_32_kept() {
+        let members: Vec<String> = (1..=33).map(|i| format!("bar{i:02}={i:02}")).collect();
+        assert_eq!(
+            parse_tracestate(&members[..32].join(","))
+                .expect("32 members")
+                .len(),
+            32
+        );
+        assert_eq!(
+            parse_tracestate(&members.join(",")),
+            Err(TraceStateError::TooManyMembers(33))
+        );
+    }
+
+    #[test]
+    fn tracestate_duplicate_keys_are_rejected() {
+        assert_eq!(
+            parse_tracestate("foo=1,foo=1"),
+            Err(TraceStateError::Duplicate(1))
+        );
+        assert_eq!(
+            parse_tracestate("foo=1,bar=2,foo=2"),
+            Err(TraceStateError::Duplicate(2))
+        );
+    }
+
+    #[test]
+    fn tracestate_invalid_keys_and_values_are_rejected() {
+        for s in [
+            "foo =1",
+            "FOO=1",
+            "foo.bar=1",
+            "foo@=1,bar=2",
+            "@foo=1,bar=2",
+            "foo@@bar=1,bar=2",
+            "foo@bar@baz=1,bar=2",
+            "1foo=1",
+            "foo",
+            "foo=",
+            "foo=bar\u{7f}",
+            "foo=a=b",
+            "foo=é",
+        ] {
+            assert!(parse_tracestate(s).is_err(), "accepted {s:?}");
+        }
+    }
+
+    #[test]
+    fn tracestate_key_length_limits() {
+        assert!(parse_tracestate(&format!("{}=1", "z".repeat(256))).is_ok());
+        assert!(parse_tracestate(&format!("{}=1", "z".repeat(257))).is_err());
+        assert!(parse_tracestate(&format!("{}@{}=1", "t".repeat(241), "v".repeat(14))).is_ok());
+        assert!(parse_tracestate(&format!("{}@v=1", "t".repeat(242))).is_err());
+        assert!(parse_tracestate(&format!("t@{}=1", "v".repeat(15))).is_err());
+        assert!(parse_tracestate(&format!("foo={}", "v".repeat(256))).is_ok());
+        assert!(parse_tracestate(&format!("foo={}", "v".repeat(257))).is_err());
+    }
+
+    #[test]
+    fn tracestate_converts_to_the_sdk_type() {
+        let ts = trace_state_from_header("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE").expect("valid");
+        assert_eq!(ts.get("congo"), Some("t61rcWkgMzE"));
+        assert_eq!(ts.header(), "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE");
+        assert_eq!(
+            trace_state_from_header(" , ").expect("empty"),
+            TraceState::NONE
+        );
+    }
+}
