@@ -59,14 +59,15 @@ impl Default for W3cPropagator {
 enum Field<'a> {
     Absent,
     One(&'a str),
-    Many(Vec<&'a str>),
+    Repeated,
 }
 
-/// Reads one header, telling a single value from several.
+/// Reads a single-valued header (`traceparent`), telling one value from several.
 ///
-/// Our carriers answer `get` only when a key occurs once (HTTP) or by their own rule (Kafka: the
-/// last one wins), so the common cases cost one lookup and no allocation; `get_all` is asked only
-/// when `get` found nothing, to tell "absent" from "repeated".
+/// Our carriers answer `get` by their transport's rule for repeated keys (HTTP: only when the key
+/// occurs once; Kafka: the last one wins; AMQP: keys are unique), so a present header costs one
+/// lookup and no allocation. `get_all` is asked only when `get` found nothing, to tell "absent"
+/// from "repeated".
 fn field<'a>(extractor: &'a dyn Extractor, key: &str) -> Field<'a> {
     if let Some(value) = extractor.get(key) {
         return Field::One(value);
@@ -75,16 +76,19 @@ fn field<'a>(extractor: &'a dyn Extractor, key: &str) -> Field<'a> {
         None => Field::Absent,
         Some(mut values) if values.len() == 1 => Field::One(values.remove(0)),
         Some(values) if values.is_empty() => Field::Absent,
-        Some(values) => Field::Many(values),
+        Some(_) => Field::Repeated,
     }
 }
 
 /// Reads a list-valued header, joining repeated fields with `,` as RFC 7230 §3.2.2 says.
+///
+/// `get_all` answers by the carrier's rule (HTTP: every field line; Kafka: the last header;
+/// AMQP: the one entry) and, for an absent key, in one lookup without allocating.
 fn list_field(extractor: &dyn Extractor, key: &str) -> Option<String> {
-    match field(extractor, key) {
-        Field::Absent => None,
-        Field::One(v) => Some(v.to_owned()),
-        Field::Many(vs) => Some(vs.join(",")),
+    match extractor.get_all(key)?.as_slice() {
+        [] => None,
+        [one] => Some((*one).to_owned()),
+        many => Some(many.join(",")),
     }
 }
 
@@ -116,7 +120,7 @@ impl W3cPropagator {
             Field::Absent => return None,
             Field::One(value) => w3c::TraceParent::parse(value).ok(),
             // Two traceparents cannot both be the parent; the test suite expects a new trace.
-            Field::Many(_) => None,
+            Field::Repeated => None,
         };
         let Some(parent) = parent else {
             self.counters.traceparent.fetch_add(1, Ordering::Relaxed);

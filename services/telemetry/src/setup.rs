@@ -209,27 +209,40 @@ impl SpanStats {
     }
 }
 
-/// Counts sampled spans as they end. It runs before the batch processor, whose own drop
-/// counter is private, so `ended - exported - failed` gives the drops.
+/// Counts sampled spans as they end, then hands them to the batch processor, whose own drop
+/// counter is private; `ended - exported - failed` gives the drops.
+///
+/// It wraps the batch processor rather than sitting beside it because the SDK clones every
+/// span's data once per processor when there are two or more.
 #[derive(Debug)]
-struct CountEnded(SpanStats);
+struct Counted<P> {
+    inner: P,
+    stats: SpanStats,
+}
 
-impl SpanProcessor for CountEnded {
-    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+impl<P: SpanProcessor> SpanProcessor for Counted<P> {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        self.inner.on_start(span, cx);
+    }
 
     fn on_end(&self, span: SpanData) {
         // The batch processor exports only sampled spans; count what it will see.
         if span.span_context.is_sampled() {
-            self.0.0.ended.fetch_add(1, Ordering::Relaxed);
+            self.stats.0.ended.fetch_add(1, Ordering::Relaxed);
         }
+        self.inner.on_end(span);
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
+        self.inner.force_flush()
     }
 
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
     }
 }
 
@@ -396,8 +409,10 @@ pub fn tracer_provider(
     let provider = SdkTracerProvider::builder()
         .with_resource(resource(service_name, config))
         .with_sampler(sampler(config.sampling)?)
-        .with_span_processor(CountEnded(stats.clone()))
-        .with_span_processor(processor)
+        .with_span_processor(Counted {
+            inner: processor,
+            stats: stats.clone(),
+        })
         .build();
     Ok(Some((provider, stats)))
 }

@@ -67,7 +67,12 @@ impl Extractor for HeaderExtractor<'_> {
     }
 
     fn get_all(&self, key: &str) -> Option<Vec<&str>> {
-        let values: Vec<&str> = self.0.get_all(key).iter().map(text).collect();
+        let values = match known_name(key) {
+            Some(name) => self.0.get_all(name),
+            None => self.0.get_all(key),
+        };
+        // Collecting an empty iterator does not allocate, so an absent key costs one lookup.
+        let values: Vec<&str> = values.iter().map(text).collect();
         (!values.is_empty()).then_some(values)
     }
 }
