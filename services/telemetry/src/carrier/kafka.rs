@@ -59,10 +59,10 @@ impl<'a, H: Headers + ?Sized> KafkaExtractor<'a, H> {
     pub fn new(headers: &'a H) -> Self {
         let mut known = [None; 3];
         for i in 0..headers.count() {
-            if let Some(h) = headers.try_get(i) {
-                if let Some(slot) = KNOWN.iter().position(|k| *k == h.key) {
-                    known[slot] = Some(h.value);
-                }
+            if let Some(h) = headers.try_get(i)
+                && let Some(slot) = KNOWN.iter().position(|k| *k == h.key)
+            {
+                known[slot] = Some(h.value);
             }
         }
         Self { headers, known }
