@@ -1,0 +1,116 @@
+//! What the two mocks share: a seeded RNG, fault injection, time scaling, and a "closing" signal
+//! that releases hanging requests so graceful shutdown never waits out a simulated timeout.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tb_web::ApiError;
+use tokio::sync::watch;
+
+use crate::faults::FaultsError;
+use crate::{Faults, LatencyError, LatencySampler, Outcome};
+
+/// Why a mock cannot start with its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A latency distribution is invalid; the string names which one.
+    #[error("{0}: {1}")]
+    Latency(&'static str, LatencyError),
+    /// The fault rates are invalid.
+    #[error("faults: {0}")]
+    Faults(#[from] FaultsError),
+    /// `time_scale` is not a positive finite number.
+    #[error("time_scale must be a finite number > 0, got {0}")]
+    TimeScale(f64),
+}
+
+/// Shared simulation state of one mock service.
+#[derive(Debug)]
+pub(crate) struct Sim {
+    rng: Mutex<StdRng>,
+    faults: Faults,
+    time_scale: f64,
+    closing: watch::Sender<bool>,
+}
+
+impl Sim {
+    pub(crate) fn new(seed: u64, faults: Faults, time_scale: f64) -> Result<Self, ConfigError> {
+        faults.validate()?;
+        if !(time_scale.is_finite() && time_scale > 0.0) {
+            return Err(ConfigError::TimeScale(time_scale));
+        }
+        Ok(Self {
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            faults,
+            time_scale,
+            closing: watch::Sender::new(false),
+        })
+    }
+
+    /// Runs `f` with the RNG. The lock is held only for the draw, never across an await.
+    pub(crate) fn with_rng<T>(&self, f: impl FnOnce(&mut StdRng) -> T) -> T {
+        let mut rng = self
+            .rng
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut rng)
+    }
+
+    /// Draws a latency from `sampler`, scaled.
+    pub(crate) fn latency(&self, sampler: &LatencySampler) -> Duration {
+        self.with_rng(|rng| sampler.sample(rng, self.time_scale))
+    }
+
+    /// Draws this request's fault. `None` means answer normally; `Some` is the fault's response,
+    /// after the hang if it is a timeout.
+    pub(crate) async fn fault(&self) -> Option<Response> {
+        match self.with_rng(|rng| self.faults.draw(rng)) {
+            Outcome::Ok => None,
+            Outcome::Error => Some(
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "injected_error",
+                    "injected fault",
+                )
+                .into_response(),
+            ),
+            Outcome::RateLimited => {
+                let mut res = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "injected rate limit",
+                )
+                .into_response();
+                res.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(self.faults.retry_after_s),
+                );
+                Some(res)
+            }
+            Outcome::Hang => {
+                let mut closing = self.closing.subscribe();
+                tokio::select! {
+                    () = tokio::time::sleep(self.faults.hang) => {}
+                    _ = closing.wait_for(|c| *c) => {}
+                }
+                Some(
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "timeout",
+                        "injected timeout",
+                    )
+                    .into_response(),
+                )
+            }
+        }
+    }
+
+    /// Releases every hanging request; called when shutdown starts.
+    pub(crate) fn close(&self) {
+        self.closing.send_replace(true);
+    }
+}
