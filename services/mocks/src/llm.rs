@@ -223,10 +223,5 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let sim = state.sim.clone();
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            sim.close();
-        })
-        .await
+    crate::sim::serve(app(state), sim, listener, shutdown).await
 }

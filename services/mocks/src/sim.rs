@@ -1,14 +1,17 @@
 //! What the two mocks share: a seeded RNG, fault injection, time scaling, and a "closing" signal
 //! that releases hanging requests so graceful shutdown never waits out a simulated timeout.
 
-use std::sync::Mutex;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::Router;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tb_web::ApiError;
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::faults::FaultsError;
@@ -113,4 +116,20 @@ impl Sim {
     pub(crate) fn close(&self) {
         self.closing.send_replace(true);
     }
+}
+
+/// Serves a mock's router until `shutdown` completes, then releases its hanging requests (so the
+/// drain does not wait out a simulated timeout) and drains the rest.
+pub(crate) async fn serve(
+    router: Router,
+    sim: Arc<Sim>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            sim.close();
+        })
+        .await
 }

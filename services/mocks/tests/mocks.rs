@@ -199,3 +199,55 @@ fn invalid_configuration_names_the_field() {
     .expect_err("zero scale");
     assert!(err.to_string().contains("time_scale"), "{err}");
 }
+
+#[tokio::test]
+async fn shutdown_releases_hanging_requests_instead_of_waiting_them_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let state = VisionState::new(&VisionConfig {
+        latency: FAST,
+        faults: Faults {
+            timeout_rate: 1.0,
+            hang: Duration::from_secs(600),
+            ..Faults::default()
+        },
+        ..VisionConfig::default()
+    })
+    .expect("valid config");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(vision::run(state, listener, async {
+        let _ = stopped.await;
+    }));
+
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let body = r#"{"image_url":"x"}"#;
+    let request = format!(
+        "POST /v1/analyze HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(request.as_bytes()).await.expect("send");
+    // Give the request time to reach the handler and start hanging, then shut down.
+    let mut first = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_millis(100), conn.peek(&mut first)).await;
+    assert!(
+        early.is_err(),
+        "the hanging request answered before shutdown"
+    );
+    stop.send(()).expect("server alive");
+
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(5), conn.read_to_string(&mut response))
+        .await
+        .expect("answered promptly after shutdown")
+        .expect("read");
+    assert!(response.starts_with("HTTP/1.1 503"), "{response}");
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("server drained")
+        .expect("task")
+        .expect("serve");
+}
