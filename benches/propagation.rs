@@ -6,7 +6,7 @@
 //! carrier.
 //!
 //! Last results — `cargo bench -p tb-benches --bench propagation`, criterion's median estimate,
-//! 2 vCPU AMD EPYC VM (rust-svc kind), rustc 1.95.0, 2026-11-25. "w3c" is our propagator.
+//! 2 vCPU AMD EPYC VM (rust-svc kind), rustc 1.95.0, 2026-11-24. "w3c" is our propagator.
 //!
 //! | benchmark                         | time    | vs SDK baseline | goal     |
 //! |-----------------------------------|---------|-----------------|----------|

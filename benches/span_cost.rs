@@ -10,7 +10,7 @@
 //! `dropped_or_pending` means the batch queue overflowed and that rung measured some drops.
 //!
 //! Last results — `cargo bench -p tb-benches --bench span_cost`, criterion's median estimate,
-//! 2 vCPU AMD EPYC VM (rust-svc kind), rustc 1.95.0, 2026-11-25; no rung dropped a span.
+//! 2 vCPU AMD EPYC VM (rust-svc kind), rustc 1.95.0, 2026-11-24; no rung dropped a span.
 //!
 //! | rung                         | OpenTelemetry API | `tracing` + tracing-opentelemetry |
 //! |------------------------------|-------------------|-----------------------------------|

@@ -79,6 +79,15 @@ fn py_repr(value: &Value) -> String {
     }
 }
 
+/// Python's `repr()` of a tuple, as Celery shows `args` (a 1-tuple keeps its trailing comma).
+fn py_tuple_repr(items: &[Value]) -> String {
+    let inner: Vec<String> = items.iter().map(py_repr).collect();
+    match inner.as_slice() {
+        [one] => format!("({one},)"),
+        _ => format!("({})", inner.join(", ")),
+    }
+}
+
 impl TaskMessage {
     /// The first attempt of [`PROCESS_IMAGE`] for a scan.
     pub fn process_image(task_id: &str, image_url: &str, user_id: &str, origin: &str) -> Self {
@@ -111,13 +120,6 @@ impl TaskMessage {
         let mut put = |k: &str, v: AMQPValue| {
             h.insert(ShortString::from(k), v);
         };
-        let args_repr = py_repr(&Value::Array(self.args.clone()));
-        // Python's repr of a 1-tuple needs the trailing comma; Celery shows args as a tuple.
-        let args_repr = format!(
-            "({}{})",
-            &args_repr[1..args_repr.len() - 1],
-            if self.args.len() == 1 { "," } else { "" }
-        );
         put("lang", text("py"));
         put("task", text(&self.task));
         put("id", text(&self.id));
@@ -133,7 +135,7 @@ impl TaskMessage {
         );
         put("root_id", text(&self.root_id));
         put("parent_id", text_or_void(self.parent_id.as_deref()));
-        put("argsrepr", text(&args_repr));
+        put("argsrepr", text(&py_tuple_repr(&self.args)));
         put(
             "kwargsrepr",
             text(&py_repr(&Value::Object(self.kwargs.clone()))),
@@ -182,18 +184,15 @@ impl TaskMessage {
         let task = require("task")?;
         let id = require("id")?;
         let retries = match h.get("retries") {
-            None | Some(AMQPValue::Void) => 0,
-            Some(AMQPValue::LongLongInt(n)) => {
-                u32::try_from(*n).map_err(|_| CeleryError::Header("retries", "a count"))?
-            }
-            Some(AMQPValue::LongInt(n)) => {
-                u32::try_from(*n).map_err(|_| CeleryError::Header("retries", "a count"))?
-            }
-            Some(AMQPValue::ShortShortUInt(n)) => u32::from(*n),
-            Some(AMQPValue::ShortUInt(n)) => u32::from(*n),
-            Some(AMQPValue::LongUInt(n)) => *n,
+            None | Some(AMQPValue::Void) => Ok(0),
+            Some(AMQPValue::LongLongInt(n)) => u32::try_from(*n),
+            Some(AMQPValue::LongInt(n)) => u32::try_from(*n),
+            Some(AMQPValue::ShortShortUInt(n)) => Ok(u32::from(*n)),
+            Some(AMQPValue::ShortUInt(n)) => Ok(u32::from(*n)),
+            Some(AMQPValue::LongUInt(n)) => Ok(*n),
             Some(_) => return Err(CeleryError::Header("retries", "an integer")),
-        };
+        }
+        .map_err(|_| CeleryError::Header("retries", "a count"))?;
         let parsed: Value =
             serde_json::from_slice(body).map_err(|e| CeleryError::Body(e.to_string()))?;
         let (args, kwargs) = match parsed {
@@ -265,6 +264,13 @@ mod tests {
             Some(&text("('6b1d', 'https://img/1.jpg')"))
         );
         assert_eq!(inner.get("kwargsrepr"), Some(&text("{'user_id': 'u-1'}")));
+    }
+
+    #[test]
+    fn args_repr_is_a_python_tuple() {
+        assert_eq!(py_tuple_repr(&[]), "()");
+        assert_eq!(py_tuple_repr(&[Value::from("a")]), "('a',)");
+        assert_eq!(py_tuple_repr(&[Value::from(1), Value::Null]), "(1, None)");
     }
 
     #[test]

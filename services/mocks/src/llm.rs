@@ -137,21 +137,23 @@ fn sse_stream(
         .to_string()
     };
     let n = gaps.len() as u32;
+    // Event i waits `first` (i = 0) or the gap after token i - 1, so the stream takes as long as
+    // the non-streamed answer; then comes the stop chunk, then `[DONE]` with no wait.
     stream::unfold(0u32, move |i| {
-        let wait = if i == 0 {
-            first
-        } else {
-            gaps.get(i as usize - 1).copied().unwrap_or_default()
-        };
-        let data = match i {
-            i if i < n => chunk(&token(i), None),
-            i if i == n => chunk("", Some("stop")),
-            _ => "[DONE]".to_owned(),
-        };
+        let next = (i <= n + 1).then(|| {
+            let wait = match i {
+                0 => first,
+                i => gaps.get(i as usize - 1).copied().unwrap_or_default(),
+            };
+            let data = match i {
+                i if i < n => chunk(&token(i), None),
+                i if i == n => chunk("", Some("stop")),
+                _ => "[DONE]".to_owned(),
+            };
+            (wait, data)
+        });
         async move {
-            if i > n + 1 {
-                return None;
-            }
+            let (wait, data) = next?;
             tokio::time::sleep(wait).await;
             Some((Ok(Event::default().data(data)), i + 1))
         }

@@ -8,6 +8,8 @@
 
 use opentelemetry::baggage::Baggage;
 
+use crate::w3c::trim_ows;
+
 /// The most list-members a baggage may carry (the specification's "at least 64" floor, which is
 /// also the OpenTelemetry SDK's limit).
 pub const MAX_MEMBERS: usize = 64;
@@ -53,10 +55,6 @@ fn is_tchar(b: u8) -> bool {
 
 fn is_baggage_octet(b: u8) -> bool {
     matches!(b, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e)
-}
-
-fn trim_ows(s: &str) -> &str {
-    s.trim_matches([' ', '\t'])
 }
 
 fn valid_token(s: &str) -> bool {

@@ -134,7 +134,8 @@ const HEX_VALUE: [u8; 256] = {
     table
 };
 
-/// Decodes a few lowercase hex digits (used for the 2-digit fields) into an integer, or `None` if any is not one.
+/// Decodes a few lowercase hex digits (the 2-digit fields) into an integer, or `None` if any
+/// is not one.
 #[inline]
 fn hex_u64(digits: &[u8]) -> Option<u64> {
     let mut acc: u64 = 0;
@@ -189,7 +190,8 @@ fn write_hex(out: &mut [u8], bytes: &[u8]) {
 }
 
 /// Trims the optional white space (space and horizontal tab) that HTTP allows around a value.
-fn trim_ows(s: &str) -> &str {
+/// The common case, no white space at either end, returns without scanning.
+pub(crate) fn trim_ows(s: &str) -> &str {
     let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
     match (s.as_bytes().first(), s.as_bytes().last()) {
         (Some(first), Some(last)) if is_ows(first) || is_ows(last) => s.trim_matches([' ', '\t']),

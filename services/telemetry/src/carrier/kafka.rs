@@ -4,8 +4,7 @@
 //! Kafka headers are an ordered list of byte values and a key may repeat. When it does, the last
 //! one wins, as in the Java clients' `lastHeader`: a record re-published with a fresh
 //! `traceparent` appended is read by its newest context (`tracestate` and `baggage` too; they are
-//! never joined). Keys are case-sensitive; values are
-//! UTF-8 text.
+//! never joined). Keys are case-sensitive; values are UTF-8 text.
 
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::{Context, global};
@@ -45,8 +44,8 @@ const KNOWN: [&str; 3] = ["traceparent", "tracestate", "baggage"];
 ///
 /// Construction walks the headers once and keeps the last value of each W3C key: every header
 /// read is an FFI call plus a UTF-8 check of the key, so lookups that rescanned the list for
-/// each of `traceparent`, `tracestate` and `baggage` cost several times more (measured ~380 ns
-/// against ~100 ns for three headers).
+/// each of `traceparent`, `tracestate` and `baggage` made a whole extract over three headers cost
+/// 380 ns; with the index it is 155 ns (`benches/propagation.rs`).
 #[derive(Debug, Clone, Copy)]
 pub struct KafkaExtractor<'a, H: ?Sized> {
     headers: &'a H,
