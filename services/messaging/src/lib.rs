@@ -1,5 +1,7 @@
-//! What crosses the brokers. [`celery`]: the Celery task message (protocol v2) that the scan API
-//! publishes to RabbitMQ and the worker consumes, byte-compatible with Python Celery so either
-//! side can be the real thing.
+//! What crosses the brokers: the Celery task protocol (v2) on RabbitMQ, the scan events on
+//! Kafka, and the client setup for both (including the embedded Kafka broker).
 
+pub mod amqp;
 pub mod celery;
+pub mod events;
+pub mod kafka;

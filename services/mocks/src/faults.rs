@@ -20,6 +20,9 @@ pub struct Faults {
     pub timeout_rate: f64,
     /// How long a "timeout" request hangs before the server gives up on it.
     pub hang: Duration,
+    /// The first this-many requests answer 500 before the rates apply: a deterministic outage
+    /// at start, e.g. to fail exactly the first attempt of a task.
+    pub fail_first: u32,
 }
 
 impl Default for Faults {
@@ -30,6 +33,7 @@ impl Default for Faults {
             retry_after_s: 1,
             timeout_rate: 0.0,
             hang: Duration::from_secs(30),
+            fail_first: 0,
         }
     }
 }

@@ -16,11 +16,14 @@ use axum::routing::{get, post};
 use futures_util::stream::{self, Stream};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tb_web::{ApiError, Json, trace_requests};
+use tb_web::{ApiError, Json, in_service, trace_requests};
 use tokio::net::TcpListener;
 
 use crate::sim::{ConfigError, Sim};
 use crate::{Faults, Latency, LatencySampler};
+
+/// The service name this mock's spans carry.
+pub const SERVICE: &str = "llm-api";
 
 /// Configuration of the LLM mock.
 #[derive(Clone, Debug, PartialEq)]
@@ -206,11 +209,11 @@ async fn completions(
 
 /// The LLM mock's routes: `POST /v1/chat/completions`, `GET /healthz`.
 pub fn app(state: LlmState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/v1/chat/completions", post(completions))
         .route_layer(middleware::from_fn(trace_requests))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(state)
+        .route("/healthz", get(|| async { "ok" }));
+    in_service(router, SERVICE).with_state(state)
 }
 
 /// Serves the LLM mock on `listener` until `shutdown` completes, then releases hanging requests

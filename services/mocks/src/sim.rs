@@ -2,6 +2,7 @@
 //! that releases hanging requests so graceful shutdown never waits out a simulated timeout.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,6 +39,8 @@ pub(crate) struct Sim {
     faults: Faults,
     time_scale: f64,
     closing: watch::Sender<bool>,
+    /// What is left of [`Faults::fail_first`].
+    fail_first: AtomicU32,
 }
 
 impl Sim {
@@ -51,6 +54,7 @@ impl Sim {
             faults,
             time_scale,
             closing: watch::Sender::new(false),
+            fail_first: AtomicU32::new(faults.fail_first),
         })
     }
 
@@ -71,7 +75,16 @@ impl Sim {
     /// Draws this request's fault. `None` means answer normally; `Some` is the fault's response,
     /// after the hang if it is a timeout.
     pub(crate) async fn fault(&self) -> Option<Response> {
-        match self.with_rng(|rng| self.faults.draw(rng)) {
+        let outage = self
+            .fail_first
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        let outcome = if outage {
+            Outcome::Error
+        } else {
+            self.with_rng(|rng| self.faults.draw(rng))
+        };
+        match outcome {
             Outcome::Ok => None,
             Outcome::Error => Some(
                 ApiError::new(

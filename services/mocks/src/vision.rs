@@ -14,11 +14,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
-use tb_web::{ApiError, Json, trace_requests};
+use tb_web::{ApiError, Json, in_service, trace_requests};
 use tokio::net::TcpListener;
 
 use crate::sim::{ConfigError, Sim};
 use crate::{Faults, Latency, LatencySampler};
+
+/// The service name this mock's spans carry.
+pub const SERVICE: &str = "vision-api";
 
 /// What the mock classifies images into (the seed's waste categories).
 pub const CATEGORIES: [&str; 6] = [
@@ -135,11 +138,11 @@ async fn analyze(
 
 /// The Vision mock's routes: `POST /v1/analyze`, `GET /healthz`.
 pub fn app(state: VisionState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/v1/analyze", post(analyze))
         .route_layer(middleware::from_fn(trace_requests))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(state)
+        .route("/healthz", get(|| async { "ok" }));
+    in_service(router, SERVICE).with_state(state)
 }
 
 /// Serves the Vision mock on `listener` until `shutdown` completes, then releases hanging

@@ -68,6 +68,32 @@ async fn vision_classifies_an_image_by_its_url() {
 }
 
 #[tokio::test]
+async fn vision_fails_exactly_the_first_requests_when_asked() {
+    let app = vision_app(Faults {
+        fail_first: 2,
+        ..Faults::default()
+    });
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let request = Request::post("/v1/analyze")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(r#"{"image_url":"https://x/a.jpg"}"#))
+            .expect("request");
+        let response = app.clone().oneshot(request).await.expect("infallible");
+        statuses.push(response.status());
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::OK,
+            StatusCode::OK
+        ]
+    );
+}
+
+#[tokio::test]
 async fn vision_injects_errors_and_rate_limits() {
     let (status, _, body) = post(
         vision_app(Faults {

@@ -7,18 +7,21 @@
 //! - [`spans`]: helpers for SERVER/CLIENT/PRODUCER/CONSUMER spans with semantic-convention
 //!   attributes.
 //! - [`setup`]: provider, sampler, exporter and JSON logs for one service ([`init`]).
+//! - [`service`]: which service a span belongs to when several share a process.
 //! - [`log`]: the JSON log format that carries `trace_id` and `span_id`.
 
 pub mod baggage;
 pub mod carrier;
 pub mod log;
 pub mod propagator;
+pub mod service;
 pub mod setup;
 pub mod spans;
 pub mod w3c;
 
 pub use propagator::{InvalidContexts, W3cPropagator};
 pub use setup::{
-    BatchSettings, Exporter, InitError, LogFormat, Protocol, Sampling, SpanCounts, TelemetryConfig,
-    TelemetryGuard, init, tracer_provider,
+    BatchSettings, Exporter, FinishedSpan, InitError, LogFormat, MemorySpans, Protocol, Sampling,
+    SpanCounts, TelemetryConfig, TelemetryGuard, init, init_services, init_services_with_writer,
+    multi_service_provider, tracer_provider,
 };

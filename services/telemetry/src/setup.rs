@@ -6,12 +6,12 @@
 //! tests and benchmarks that install their own subscriber.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use opentelemetry::trace::TracerProvider as _;
-use opentelemetry::{Context, KeyValue, global};
+use opentelemetry::trace::{Span as _, TracerProvider as _};
+use opentelemetry::{Context, Key, KeyValue, Value, global};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -20,9 +20,10 @@ use opentelemetry_sdk::trace::{
     SdkTracerProvider, Span, SpanData, SpanExporter, SpanProcessor,
 };
 use opentelemetry_semantic_conventions::resource::{
-    DEPLOYMENT_ENVIRONMENT_NAME, SERVICE_INSTANCE_ID, SERVICE_NAMESPACE,
+    DEPLOYMENT_ENVIRONMENT_NAME, SERVICE_INSTANCE_ID, SERVICE_NAME, SERVICE_NAMESPACE,
 };
 use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -33,6 +34,10 @@ use crate::propagator::{InvalidContexts, W3cPropagator};
 /// The legacy resource key the seed's design uses; written beside the current
 /// `deployment.environment.name` so dashboards of either generation find it.
 const DEPLOYMENT_ENVIRONMENT: &str = "deployment.environment";
+
+/// The span attribute that carries a span's service from the processor to the routing exporter
+/// in a multi-service process; the exporter removes it before the span leaves.
+const SERVICE_ROUTE: &str = "tracebench.service";
 
 /// How spans are sampled. Every SDK-backed choice is parent-based: a remote parent's sampled
 /// flag decides, so one decision at the edge holds across every hop.
@@ -73,6 +78,74 @@ pub enum Exporter {
         /// Per-export timeout.
         timeout: Duration,
     },
+    /// Into memory, for tests and for harness runs that read spans in-process.
+    Memory(MemorySpans),
+}
+
+/// One exported span with the `service.name` of the resource it was exported under.
+#[derive(Clone, Debug)]
+pub struct FinishedSpan {
+    /// `service.name` of the span's resource.
+    pub service: String,
+    /// The span as the SDK exported it.
+    pub span: SpanData,
+}
+
+/// Spans exported by [`Exporter::Memory`]; clones share one buffer.
+#[derive(Clone, Default)]
+pub struct MemorySpans(Arc<Mutex<Vec<FinishedSpan>>>);
+
+impl MemorySpans {
+    /// Everything exported so far, in export order.
+    pub fn spans(&self) -> Vec<FinishedSpan> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Removes and returns everything exported so far.
+    pub fn take(&self) -> Vec<FinishedSpan> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl fmt::Debug for MemorySpans {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.lock().unwrap_or_else(PoisonError::into_inner).len();
+        f.debug_struct("MemorySpans").field("spans", &n).finish()
+    }
+}
+
+/// Two handles are equal when they share a buffer.
+impl PartialEq for MemorySpans {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// The exporter behind [`Exporter::Memory`]; learns its service from the resource.
+#[derive(Debug)]
+struct MemoryExporter {
+    spans: MemorySpans,
+    service: String,
+}
+
+impl SpanExporter for MemoryExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let mut spans = self.spans.0.lock().unwrap_or_else(PoisonError::into_inner);
+        spans.extend(batch.into_iter().map(|span| FinishedSpan {
+            service: self.service.clone(),
+            span,
+        }));
+        Ok(())
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        if let Some(name) = resource.get(&Key::from_static_str(SERVICE_NAME)) {
+            self.service = name.to_string();
+        }
+    }
 }
 
 /// Batch span processor settings.
@@ -155,6 +228,9 @@ pub enum InitError {
     /// The OTLP exporter could not be built (bad endpoint, or gRPC outside a Tokio runtime).
     #[error("building the OTLP exporter: {0}")]
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    /// A multi-service provider was asked for with no service.
+    #[error("no service named")]
+    NoService,
     /// A sampling ratio outside 0.0–1.0.
     #[error("sampling ratio {0} is outside 0.0..=1.0")]
     Ratio(f64),
@@ -218,10 +294,17 @@ impl SpanStats {
 struct Counted<P> {
     inner: P,
     stats: SpanStats,
+    /// In a multi-service process, the service for spans started outside any
+    /// [`crate::service::scope`]; `None` when the process is one service and nothing is stamped.
+    stamp: Option<&'static str>,
 }
 
 impl<P: SpanProcessor> SpanProcessor for Counted<P> {
     fn on_start(&self, span: &mut Span, cx: &Context) {
+        if let Some(default) = self.stamp {
+            let service = crate::service::current().unwrap_or(default);
+            span.set_attribute(KeyValue::new(SERVICE_ROUTE, service));
+        }
         self.inner.on_start(span, cx);
     }
 
@@ -275,6 +358,86 @@ impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
 
     fn set_resource(&mut self, resource: &Resource) {
         self.inner.set_resource(resource);
+    }
+}
+
+/// Sends each span to the exporter of its service (the [`SERVICE_ROUTE`] attribute stamped at
+/// start), whose resource names that service. With one route nothing is stamped or inspected.
+#[derive(Debug)]
+struct Routed<E> {
+    routes: Vec<(&'static str, E)>,
+}
+
+impl<E: SpanExporter> SpanExporter for Routed<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        if let [(_, only)] = self.routes.as_slice() {
+            return only.export(batch).await;
+        }
+        let mut groups: Vec<Vec<SpanData>> = self.routes.iter().map(|_| Vec::new()).collect();
+        for mut span in batch {
+            let mut route = 0;
+            if let Some(i) = span
+                .attributes
+                .iter()
+                .position(|kv| kv.key.as_str() == SERVICE_ROUTE)
+            {
+                let stamped = span.attributes.swap_remove(i);
+                if let Value::String(name) = &stamped.value {
+                    route = self
+                        .routes
+                        .iter()
+                        .position(|(service, _)| *service == name.as_str())
+                        .unwrap_or(0);
+                }
+            }
+            groups[route].push(span);
+        }
+        let mut result = Ok(());
+        for ((_, exporter), group) in self.routes.iter().zip(groups) {
+            if !group.is_empty() {
+                let r = exporter.export(group).await;
+                if result.is_ok() {
+                    result = r;
+                }
+            }
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        let mut result = Ok(());
+        for (_, exporter) in &self.routes {
+            let r = exporter.shutdown_with_timeout(timeout);
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        let mut result = Ok(());
+        for (_, exporter) in &self.routes {
+            let r = exporter.force_flush();
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        for (service, exporter) in &mut self.routes {
+            let attributes = resource
+                .iter()
+                .filter(|(k, _)| k.as_str() != SERVICE_NAME)
+                .map(|(k, v)| KeyValue::new(k.clone(), v.clone()));
+            let own = Resource::builder_empty()
+                .with_attributes(attributes)
+                .with_service_name(*service)
+                .build();
+            exporter.set_resource(&own);
+        }
     }
 }
 
@@ -363,21 +526,26 @@ fn otlp_exporter(
 }
 
 fn batch_processor<E: SpanExporter + 'static>(
-    exporter: E,
+    services: &[&'static str],
+    mut exporter: impl FnMut() -> Result<E, InitError>,
     stats: &SpanStats,
     settings: BatchSettings,
-) -> BatchSpanProcessor {
+) -> Result<BatchSpanProcessor, InitError> {
+    let routes = services
+        .iter()
+        .map(|s| Ok((*s, exporter()?)))
+        .collect::<Result<Vec<_>, InitError>>()?;
     let config = BatchConfigBuilder::default()
         .with_max_queue_size(settings.max_queue_size)
         .with_max_export_batch_size(settings.max_export_batch_size)
         .with_scheduled_delay(settings.scheduled_delay)
         .build();
-    BatchSpanProcessor::builder(CountingExporter {
-        inner: exporter,
+    Ok(BatchSpanProcessor::builder(CountingExporter {
+        inner: Routed { routes },
         stats: stats.clone(),
     })
     .with_batch_config(config)
-    .build()
+    .build())
 }
 
 /// Builds a tracer provider for `service_name`, or `None` for [`Sampling::Off`].
@@ -390,21 +558,63 @@ pub fn tracer_provider(
     service_name: &str,
     config: &TelemetryConfig,
 ) -> Result<Option<(SdkTracerProvider, SpanStats)>, InitError> {
+    provider_for(service_name, &[], config)
+}
+
+/// Builds one provider for several services sharing a process: spans are exported under the
+/// `service.name` of the [`crate::service::scope`] they started in, and under `services[0]`
+/// outside any scope. `None` for [`Sampling::Off`].
+///
+/// # Errors
+///
+/// As [`tracer_provider`].
+pub fn multi_service_provider(
+    services: &[&'static str],
+    config: &TelemetryConfig,
+) -> Result<Option<(SdkTracerProvider, SpanStats)>, InitError> {
+    let Some(first) = services.first() else {
+        return Err(InitError::NoService);
+    };
+    provider_for(first, services, config)
+}
+
+/// `routes` empty: one service, nothing stamped.
+fn provider_for(
+    service_name: &str,
+    routes: &[&'static str],
+    config: &TelemetryConfig,
+) -> Result<Option<(SdkTracerProvider, SpanStats)>, InitError> {
     if config.sampling == Sampling::Off {
         return Ok(None);
     }
     let stats = SpanStats::default();
+    // A single service gets one route with a placeholder name the exporter never compares.
+    let services: &[&'static str] = if routes.is_empty() { &[""] } else { routes };
     let processor = match &config.exporter {
-        Exporter::Discard => batch_processor(DiscardExporter, &stats, config.batch),
+        Exporter::Discard => {
+            batch_processor(services, || Ok(DiscardExporter), &stats, config.batch)?
+        }
         Exporter::Otlp {
             protocol,
             endpoint,
             timeout,
         } => batch_processor(
-            otlp_exporter(*protocol, endpoint.as_deref(), *timeout)?,
+            services,
+            || otlp_exporter(*protocol, endpoint.as_deref(), *timeout),
             &stats,
             config.batch,
-        ),
+        )?,
+        Exporter::Memory(spans) => batch_processor(
+            services,
+            || {
+                Ok(MemoryExporter {
+                    spans: spans.clone(),
+                    service: service_name.to_owned(),
+                })
+            },
+            &stats,
+            config.batch,
+        )?,
     };
     let provider = SdkTracerProvider::builder()
         .with_resource(resource(service_name, config))
@@ -412,6 +622,7 @@ pub fn tracer_provider(
         .with_span_processor(Counted {
             inner: processor,
             stats: stats.clone(),
+            stamp: routes.first().copied(),
         })
         .build();
     Ok(Some((provider, stats)))
@@ -506,15 +717,61 @@ fn span_filter() -> Targets {
 /// Fails as [`tracer_provider`] does, on a log filter that does not parse, or when a global
 /// subscriber is already installed.
 pub fn init(service_name: &str, config: TelemetryConfig) -> Result<TelemetryGuard, InitError> {
-    let filter = env_filter(&config)?;
     let provider = tracer_provider(service_name, &config)?;
+    install(service_name, provider, config, std::io::stdout)
+}
+
+/// [`init`] for several services in one process (`tracebench service all`); see
+/// [`multi_service_provider`] for how spans find their service.
+///
+/// # Errors
+///
+/// As [`init`], and when `services` is empty.
+pub fn init_services(
+    services: &[&'static str],
+    config: TelemetryConfig,
+) -> Result<TelemetryGuard, InitError> {
+    let provider = multi_service_provider(services, &config)?;
+    install("tracebench", provider, config, std::io::stdout)
+}
+
+/// [`init_services`] with JSON log lines written to `writer` instead of stdout (a test's
+/// buffer, a file).
+///
+/// # Errors
+///
+/// As [`init_services`].
+pub fn init_services_with_writer<W>(
+    services: &[&'static str],
+    config: TelemetryConfig,
+    writer: W,
+) -> Result<TelemetryGuard, InitError>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let provider = multi_service_provider(services, &config)?;
+    install("tracebench", provider, config, writer)
+}
+
+fn install<W>(
+    service_name: &str,
+    provider: Option<(SdkTracerProvider, SpanStats)>,
+    config: TelemetryConfig,
+    writer: W,
+) -> Result<TelemetryGuard, InitError>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    // The log layer is always installed and switched off by its filter for `LogFormat::None`:
+    // wrapped in an `Option`, it would not learn its dispatcher (tracing-subscriber's `Option`
+    // layer does not forward `on_register_dispatch`) and would lose the trace ids.
+    let filter = match config.log_format {
+        LogFormat::Json => env_filter(&config)?,
+        LogFormat::None => EnvFilter::new("off"),
+    };
     let propagator = W3cPropagator::new();
     global::set_text_map_propagator(propagator.clone());
-
-    let logs = match config.log_format {
-        LogFormat::Json => Some(JsonLogLayer::new(std::io::stdout)),
-        LogFormat::None => None,
-    };
+    let logs = JsonLogLayer::new(writer);
     let (otel, provider, stats) = match provider {
         Some((provider, stats)) => {
             let tracer = provider.tracer(service_name.to_owned());

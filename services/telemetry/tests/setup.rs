@@ -1,7 +1,10 @@
 //! Provider setup: sampler validation, the counting pipeline and `Sampling::Off`.
 
 use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
-use tb_telemetry::{Exporter, Sampling, TelemetryConfig, tracer_provider};
+use tb_telemetry::{
+    Exporter, MemorySpans, Sampling, TelemetryConfig, multi_service_provider, service,
+    tracer_provider,
+};
 
 fn config(sampling: Sampling) -> TelemetryConfig {
     TelemetryConfig {
@@ -78,4 +81,44 @@ fn a_full_queue_drops_are_visible_in_the_counts() {
     assert_eq!(counts.ended, 10_000);
     assert!(counts.exported < 10_000, "{counts:?}");
     assert_eq!(counts.dropped_or_pending(), 10_000 - counts.exported);
+}
+
+#[tokio::test]
+async fn spans_of_a_multi_service_process_are_exported_under_their_own_service() {
+    let memory = MemorySpans::default();
+    let cfg = TelemetryConfig {
+        sampling: Sampling::AlwaysOn,
+        exporter: Exporter::Memory(memory.clone()),
+        ..TelemetryConfig::default()
+    };
+    let (provider, _) = multi_service_provider(&["scan-api", "worker"], &cfg)
+        .expect("builds")
+        .expect("an SDK");
+    let tracer = provider.tracer("test");
+    tracer.start("outside").end();
+    service::scope("worker", async { tracer.start("inside").end() }).await;
+    service::scope("unknown", async { tracer.start("stray").end() }).await;
+    provider.force_flush().expect("flush");
+    let mut seen: Vec<(String, String, bool)> = memory
+        .spans()
+        .into_iter()
+        .map(|s| {
+            let stamped = s
+                .span
+                .attributes
+                .iter()
+                .any(|kv| kv.key.as_str() == "tracebench.service");
+            (s.span.name.to_string(), s.service, stamped)
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("inside".to_owned(), "worker".to_owned(), false),
+            ("outside".to_owned(), "scan-api".to_owned(), false),
+            ("stray".to_owned(), "scan-api".to_owned(), false),
+        ]
+    );
+    provider.shutdown().expect("shutdown");
 }

@@ -21,3 +21,15 @@ pub async fn trace_requests(req: Request, next: Next) -> Response {
     spans::record_http_status(&span, response.status().as_u16(), false);
     response
 }
+
+/// Runs every request of `router` as work of `service` (see [`tb_telemetry::service`]), so its
+/// spans carry that service's name when several services share a process. Add it last, so it
+/// wraps the tracing middleware.
+pub fn in_service<S: Clone + Send + Sync + 'static>(
+    router: axum::Router<S>,
+    service: &'static str,
+) -> axum::Router<S> {
+    router.layer(axum::middleware::from_fn(
+        move |req: Request, next: Next| tb_telemetry::service::scope(service, next.run(req)),
+    ))
+}

@@ -1,0 +1,4 @@
+//! The tracebench harness. [`pipeline`] starts the scan pipeline's services — all of them in
+//! this process, or any one — on real RabbitMQ and Kafka (embedded or external).
+
+pub mod pipeline;

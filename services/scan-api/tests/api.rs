@@ -1,0 +1,176 @@
+//! scan-api through its router: accepted scans are published to RabbitMQ (a real broker at
+//! 127.0.0.1:5672, or `TB_AMQP_URL`), client mistakes are 4xx JSON errors.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use lapin::options::{BasicGetOptions, QueueDeleteOptions};
+use serde_json::Value;
+use tb_messaging::amqp::{self, Publisher};
+use tb_messaging::celery::TaskMessage;
+use tb_scan_api::{ScanApiState, app};
+use tb_store::{EventStore, MemoryStore};
+use tower::ServiceExt;
+
+struct Fixture {
+    app: Router,
+    store: Arc<dyn EventStore>,
+    connection: lapin::Connection,
+    queue: String,
+}
+
+async fn fixture() -> Fixture {
+    let url = std::env::var("TB_AMQP_URL").unwrap_or_else(|_| amqp::DEFAULT_URL.to_owned());
+    let connection = amqp::connect(&url).await.expect("RabbitMQ answers");
+    let queue = format!("scan.tasks.api-test-{}", uuid::Uuid::new_v4());
+    let publisher = Publisher::new(&connection, &queue)
+        .await
+        .expect("publisher");
+    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::default());
+    Fixture {
+        app: app(ScanApiState::new(publisher, store.clone())),
+        store,
+        connection,
+        queue,
+    }
+}
+
+impl Fixture {
+    async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = self.app.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn post(&self, content_type: Option<&str>, body: impl Into<Body>) -> (StatusCode, Value) {
+        let mut request = Request::post("/scan");
+        if let Some(ct) = content_type {
+            request = request.header(header::CONTENT_TYPE, ct);
+        }
+        self.send(request.body(body.into()).expect("request")).await
+    }
+
+    async fn drop_queue(self) {
+        let channel = self.connection.create_channel().await.expect("channel");
+        channel
+            .queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default())
+            .await
+            .expect("deleted");
+    }
+}
+
+const JSON: Option<&str> = Some("application/json");
+
+#[tokio::test]
+async fn an_accepted_scan_is_a_confirmed_celery_task_on_the_queue() {
+    let f = fixture().await;
+    let (status, body) = f
+        .post(
+            JSON,
+            r#"{"image_url":"https://img.example/can.jpg","user_id":"u-1"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["status"], "processing");
+    let task_id = body["task_id"].as_str().expect("task id").to_owned();
+
+    let channel = f.connection.create_channel().await.expect("channel");
+    let message = channel
+        .basic_get(f.queue.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("basic.get")
+        .expect("the task is on the queue");
+    let headers = message.properties.headers().clone().unwrap_or_default();
+    let task = TaskMessage::from_delivery(&headers, &message.data).expect("a celery task");
+    assert_eq!(task.id, task_id);
+    assert_eq!(task.task, "scan.process_image");
+    assert_eq!(task.args[1], "https://img.example/can.jpg");
+    assert_eq!(task.kwargs["user_id"], "u-1");
+    assert!(headers.inner().contains_key("traceparent") || body["trace_id"].is_null());
+
+    let record = f
+        .store
+        .get(&task_id)
+        .await
+        .expect("store")
+        .expect("recorded");
+    assert_eq!(record.user_id, "u-1");
+    let (status, got) = f
+        .send(
+            Request::get(format!("/scan/{task_id}"))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["status"], "processing");
+    f.drop_queue().await;
+}
+
+#[tokio::test]
+async fn client_mistakes_are_4xx_json_errors() {
+    let f = fixture().await;
+    let big = format!(
+        r#"{{"image_url":"https://x/a.jpg","user_id":"u","pad":"{}"}}"#,
+        "x".repeat(tb_scan_api::BODY_LIMIT)
+    );
+    let cases: Vec<(Option<&str>, String, StatusCode)> = vec![
+        (JSON, "{not json".to_owned(), StatusCode::BAD_REQUEST),
+        (
+            JSON,
+            r#"{"user_id":"u"}"#.to_owned(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            JSON,
+            r#"{"image_url":"ftp://x/a","user_id":"u"}"#.to_owned(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            JSON,
+            r#"{"image_url":"https://x/a","user_id":""}"#.to_owned(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (JSON, "[]".to_owned(), StatusCode::BAD_REQUEST),
+        (
+            None,
+            r#"{"image_url":"https://x/a","user_id":"u"}"#.to_owned(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            Some("text/plain"),
+            r#"{"image_url":"https://x/a","user_id":"u"}"#.to_owned(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (JSON, big, StatusCode::PAYLOAD_TOO_LARGE),
+    ];
+    for (content_type, body, want) in cases {
+        let shown: String = body.chars().take(60).collect();
+        let (status, json) = f.post(content_type, body).await;
+        assert_eq!(status, want, "{content_type:?} {shown}: {json}");
+        assert!(
+            json["error"].is_string() && json["detail"].is_string(),
+            "{shown}: {json}"
+        );
+    }
+    for path in ["/scan/no-such-task", "/nowhere"] {
+        let (status, json) = f
+            .send(Request::get(path).body(Body::empty()).expect("request"))
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(json["error"], "not_found");
+    }
+    f.drop_queue().await;
+}
