@@ -1,4 +1,8 @@
 //! The tracebench harness. [`pipeline`] starts the scan pipeline's services — all of them in
 //! this process, or any one — on real RabbitMQ and Kafka (embedded or external).
 
+pub mod infra;
+pub mod load;
 pub mod pipeline;
+pub mod run;
+pub mod scenario;

@@ -1,15 +1,21 @@
 //! `tracebench`: the one binary. `tracebench service all` runs the whole scan pipeline in this
-//! process; `tracebench service <name>` runs one service of it.
+//! process; `tracebench service <name>` runs one service of it; `tracebench run FILE` drives a
+//! scenario and reports; `tracebench check FILE` validates one.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use tb_telemetry::spans::ConsumerRelation;
 use tb_telemetry::{Exporter, Protocol, Sampling, TelemetryConfig};
+use tracebench::infra::Env;
 use tracebench::pipeline::{KafkaChoice, Pipeline, PipelineConfig, SERVICES};
+use tracebench::run::{RunOptions, run, summary};
+use tracebench::scenario::{RawExporter, Scenario};
 
 #[derive(Parser)]
 #[command(
@@ -26,7 +32,27 @@ struct Cli {
 enum Command {
     /// Run the scan pipeline's services: `all`, or one of scan-api, worker, vision-api,
     /// llm-api, character-consumer, my-consumer.
-    Service(ServiceArgs),
+    Service(Box<ServiceArgs>),
+    /// Run a scenario: provision, start the pipeline, drive the load, report. Exit 0 when every
+    /// expectation holds, 1 when one fails, 2 on errors.
+    Run(RunArgs),
+    /// Validate a scenario file without running it (exit 0 valid, 2 invalid).
+    Check {
+        /// The scenario file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Parser)]
+struct RunArgs {
+    /// The scenario file (`scenarios/smoke.yaml`).
+    file: PathBuf,
+    /// Directory for `result.json` and the services' log.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// No progress output.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -178,17 +204,103 @@ async fn service(args: ServiceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Exit code 2: usage, configuration or infrastructure error.
+const ERROR: u8 = 2;
+
+async fn run_scenario(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let scenario = match Scenario::load(&args.file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tracebench: scenario error: {e}");
+            return Ok(ExitCode::from(ERROR));
+        }
+    };
+    let env = Env::from_process();
+    let log_path = match &args.out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            dir.join("services.log")
+        }
+        None => std::env::temp_dir().join(format!("tracebench-{}.log", scenario.name)),
+    };
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let memory = tb_telemetry::MemorySpans::default();
+    let exporter = match scenario.tracing.exporter {
+        RawExporter::Embedded => Exporter::Memory(memory.clone()),
+        RawExporter::Discard => Exporter::Discard,
+        RawExporter::Otlp => Exporter::Otlp {
+            protocol: Protocol::Grpc,
+            endpoint: scenario
+                .infra
+                .otlp_endpoint
+                .clone()
+                .or(env.otlp_endpoint.clone()),
+            timeout: Duration::from_secs(10),
+        },
+    };
+    let telemetry = TelemetryConfig {
+        sampling: scenario.tracing.sampling,
+        exporter,
+        batch: scenario.tracing.batch,
+        log_filter: Some("info".to_owned()),
+        ..TelemetryConfig::default()
+    };
+    let guard = tb_telemetry::init_services_with_writer(&SERVICES, telemetry, Arc::new(log))
+        .context("setting up telemetry")?;
+    if !args.quiet {
+        eprintln!(
+            "tracebench: running {} ({}); service logs in {}",
+            scenario.name,
+            args.file.display(),
+            log_path.display()
+        );
+    }
+    let options = RunOptions {
+        out: args.out.clone(),
+        quiet: args.quiet,
+    };
+    let result = match run(&scenario, &env, Some(&guard), &options).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tracebench: {e}");
+            return Ok(ExitCode::from(ERROR));
+        }
+    };
+    print!("{}", summary(&result));
+    if let Some(dir) = &args.out {
+        println!("wrote {}", dir.join("result.json").display());
+    }
+    drop(memory);
+    Ok(if result.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Service(args) => service(args).await,
+        Command::Service(args) => service(*args).await.map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => run_scenario(args).await,
+        Command::Check { file } => Ok(match Scenario::load(&file) {
+            Ok(s) => {
+                println!("{}: ok ({})", file.display(), s.name);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tracebench: scenario error: {e}");
+                ExitCode::from(ERROR)
+            }
+        }),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("tracebench: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(ERROR)
         }
     }
 }
