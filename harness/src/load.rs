@@ -34,6 +34,11 @@ pub trait Target: Send + Sync + 'static {
 }
 
 /// Arrival offsets from the start of the run, for `warmup + duration`.
+///
+/// Constant arrivals are at `n / rate` exactly (no accumulated rounding); Poisson arrivals have
+/// exponential gaps; bursts and ramps are deterministic, the k-th arrival falling where the
+/// integral of the rate curve reaches k (stepped in 1 ms slices, within which the rate is
+/// taken as constant).
 pub struct Schedule {
     arrival: Arrival,
     rng: StdRng,
@@ -41,7 +46,11 @@ pub struct Schedule {
     duration: f64,
     end: f64,
     t: f64,
+    n: u64,
 }
+
+/// Width of the slices a rate curve is integrated in.
+const SLICE: f64 = 0.001;
 
 impl Schedule {
     /// The schedule of `arrival` over `warmup + duration`, drawn from `seed`.
@@ -53,6 +62,7 @@ impl Schedule {
             duration: duration.as_secs_f64(),
             end: (warmup + duration).as_secs_f64(),
             t: 0.0,
+            n: 0,
         }
     }
 
@@ -79,33 +89,42 @@ impl Schedule {
             }
         }
     }
+
+    /// The time after `t` at which the rate curve's integral has grown by `need`.
+    fn advance(&self, mut t: f64, mut need: f64) -> Option<f64> {
+        while t < self.end {
+            let r = self.rate_at(t);
+            if r > 0.0 && r * SLICE >= need {
+                return Some(t + need / r);
+            }
+            need -= r * SLICE;
+            t += SLICE;
+        }
+        None
+    }
 }
 
 impl Iterator for Schedule {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
-        loop {
-            let rate = self.rate_at(self.t);
-            if rate <= 0.0 {
-                // Nothing arrives at rate 0: step through the silence a millisecond at a time.
-                self.t += 0.001;
-                if self.t >= self.end {
-                    return None;
-                }
-                continue;
+        let at = match self.arrival {
+            Arrival::Constant { rate } => {
+                let at = self.n as f64 / rate;
+                self.n += 1;
+                at
             }
-            let gap = match self.arrival {
-                Arrival::Poisson { .. } => match Exp::new(rate) {
-                    Ok(exp) => exp.sample(&mut self.rng),
-                    Err(_) => 1.0 / rate,
-                },
-                _ => 1.0 / rate,
-            };
-            let at = self.t;
-            self.t += gap;
-            return (at < self.end).then(|| Duration::from_secs_f64(at));
-        }
+            Arrival::Poisson { rate } => {
+                let at = self.t;
+                self.t += Exp::new(rate).map_or(1.0 / rate, |exp| exp.sample(&mut self.rng));
+                at
+            }
+            Arrival::Burst { .. } | Arrival::Ramp { .. } => {
+                self.t = self.advance(self.t, 1.0)?;
+                self.t
+            }
+        };
+        (at < self.end).then(|| Duration::from_secs_f64(at))
     }
 }
 
