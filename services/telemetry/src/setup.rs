@@ -365,7 +365,7 @@ impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
 /// start), whose resource names that service. With one route nothing is stamped or inspected.
 #[derive(Debug)]
 struct Routed<E> {
-    routes: Vec<(&'static str, E)>,
+    routes: Vec<(String, E)>,
 }
 
 impl<E: SpanExporter> SpanExporter for Routed<E> {
@@ -386,7 +386,7 @@ impl<E: SpanExporter> SpanExporter for Routed<E> {
                     route = self
                         .routes
                         .iter()
-                        .position(|(service, _)| *service == name.as_str())
+                        .position(|(service, _)| service == name.as_str())
                         .unwrap_or(0);
                 }
             }
@@ -434,7 +434,7 @@ impl<E: SpanExporter> SpanExporter for Routed<E> {
                 .map(|(k, v)| KeyValue::new(k.clone(), v.clone()));
             let own = Resource::builder_empty()
                 .with_attributes(attributes)
-                .with_service_name(*service)
+                .with_service_name(service.clone())
                 .build();
             exporter.set_resource(&own);
         }
@@ -526,14 +526,14 @@ fn otlp_exporter(
 }
 
 fn batch_processor<E: SpanExporter + 'static>(
-    services: &[&'static str],
+    services: &[String],
     mut exporter: impl FnMut() -> Result<E, InitError>,
     stats: &SpanStats,
     settings: BatchSettings,
 ) -> Result<BatchSpanProcessor, InitError> {
     let routes = services
         .iter()
-        .map(|s| Ok((*s, exporter()?)))
+        .map(|s| Ok((s.clone(), exporter()?)))
         .collect::<Result<Vec<_>, InitError>>()?;
     let config = BatchConfigBuilder::default()
         .with_max_queue_size(settings.max_queue_size)
@@ -588,8 +588,13 @@ fn provider_for(
         return Ok(None);
     }
     let stats = SpanStats::default();
-    // A single service gets one route with a placeholder name the exporter never compares.
-    let services: &[&'static str] = if routes.is_empty() { &[""] } else { routes };
+    // A single service gets one route under its own name (the exporter never compares it).
+    let services: Vec<String> = if routes.is_empty() {
+        vec![service_name.to_owned()]
+    } else {
+        routes.iter().map(|s| (*s).to_owned()).collect()
+    };
+    let services = services.as_slice();
     let processor = match &config.exporter {
         Exporter::Discard => {
             batch_processor(services, || Ok(DiscardExporter), &stats, config.batch)?
@@ -693,7 +698,8 @@ fn env_filter(config: &TelemetryConfig) -> Result<EnvFilter, InitError> {
 }
 
 /// Which `tracing` spans become OpenTelemetry spans: ours and our dependencies' at `info` and
-/// above, but never the transport crates' own spans, which would trace the exporter exporting.
+/// above, but never the transport crates' own spans, which would trace the exporter exporting
+/// or a client's connection loop.
 fn span_filter() -> Targets {
     Targets::new()
         .with_default(LevelFilter::INFO)
@@ -703,6 +709,9 @@ fn span_filter() -> Targets {
         .with_target("tonic", LevelFilter::OFF)
         .with_target("tower", LevelFilter::OFF)
         .with_target("reqwest", LevelFilter::OFF)
+        // lapin traces its own I/O loop at INFO: a span per connection that belongs to no request.
+        .with_target("lapin", LevelFilter::OFF)
+        .with_target("amq_protocol", LevelFilter::OFF)
         .with_target("opentelemetry", LevelFilter::OFF)
         .with_target("opentelemetry_sdk", LevelFilter::OFF)
         .with_target("opentelemetry_otlp", LevelFilter::OFF)

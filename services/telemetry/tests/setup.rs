@@ -122,3 +122,21 @@ async fn spans_of_a_multi_service_process_are_exported_under_their_own_service()
     );
     provider.shutdown().expect("shutdown");
 }
+
+#[test]
+fn a_single_service_provider_exports_under_its_own_name() {
+    let memory = MemorySpans::default();
+    let cfg = TelemetryConfig {
+        sampling: Sampling::AlwaysOn,
+        exporter: Exporter::Memory(memory.clone()),
+        ..TelemetryConfig::default()
+    };
+    let (provider, _) = tracer_provider("scan-api", &cfg)
+        .expect("builds")
+        .expect("an SDK");
+    provider.tracer("test").start("work").end();
+    provider.force_flush().expect("flush");
+    let services: Vec<String> = memory.spans().into_iter().map(|s| s.service).collect();
+    assert_eq!(services, ["scan-api"]);
+    provider.shutdown().expect("shutdown");
+}
