@@ -100,6 +100,20 @@ impl Publisher {
     ///
     /// Fails when the channel fails or the broker nacks the message; the span records it.
     pub async fn publish_traced(&self, task: &TaskMessage) -> Result<(), PublishError> {
+        self.publish_traced_with(task, true).await
+    }
+
+    /// [`Publisher::publish_traced`], with the trace headers left out when `propagate` is
+    /// false (the `strip_headers` fault): the span is still recorded.
+    ///
+    /// # Errors
+    ///
+    /// As [`Publisher::publish_traced`].
+    pub async fn publish_traced_with(
+        &self,
+        task: &TaskMessage,
+        propagate: bool,
+    ) -> Result<(), PublishError> {
         let span = spans::producer(MessagingSystem::RabbitMq, self.queue());
         span.record(keys::MESSAGING_MESSAGE_ID, task.id.as_str());
         span.record(
@@ -107,7 +121,9 @@ impl Publisher {
             self.queue(),
         );
         let mut headers = task.headers();
-        carrier::amqp::inject(&span.context(), &mut headers);
+        if propagate {
+            carrier::amqp::inject(&span.context(), &mut headers);
+        }
         let result = self.publish(task, headers).instrument(span.clone()).await;
         if result.is_err() {
             spans::record_error(&span, "publish");

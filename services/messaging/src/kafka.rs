@@ -105,10 +105,31 @@ pub async fn publish(
     id: &str,
     payload: &[u8],
 ) -> Result<(), KafkaError> {
+    publish_with(producer, topic, key, id, payload, true).await
+}
+
+/// [`publish`], with the trace headers left out when `propagate` is false (the
+/// `strip_headers` fault): the span is still recorded.
+///
+/// # Errors
+///
+/// As [`publish`].
+pub async fn publish_with(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    id: &str,
+    payload: &[u8],
+    propagate: bool,
+) -> Result<(), KafkaError> {
     let span = spans::producer(MessagingSystem::Kafka, topic);
     span.record(keys::MESSAGING_KAFKA_MESSAGE_KEY, key);
     span.record(keys::MESSAGING_MESSAGE_ID, id);
-    let headers = carrier::kafka::inject(&span.context(), OwnedHeaders::new());
+    let headers = if propagate {
+        carrier::kafka::inject(&span.context(), OwnedHeaders::new())
+    } else {
+        OwnedHeaders::new()
+    };
     let record = FutureRecord::to(topic)
         .key(key)
         .payload(payload)

@@ -20,6 +20,7 @@ use serde_json::Value;
 use tb_messaging::amqp::Publisher;
 use tb_messaging::celery::TaskMessage;
 use tb_store::{EventStore, ScanRecord, ScanResult, ScanState};
+use tb_telemetry::fault::{Strip, propagate};
 use tb_web::{ApiError, Json, in_service, trace_requests};
 use tokio::net::TcpListener;
 use tracing::Instrument;
@@ -42,6 +43,7 @@ pub struct ScanApiState {
     store: Arc<dyn EventStore>,
     http: reqwest::Client,
     origin: Arc<str>,
+    strip_amqp: Option<Arc<Strip>>,
 }
 
 impl ScanApiState {
@@ -52,7 +54,15 @@ impl ScanApiState {
             store,
             http: reqwest::Client::new(),
             origin: Arc::from(format!("{}@scan-api", std::process::id())),
+            strip_amqp: None,
         }
+    }
+
+    /// Fault injection: publishes `ratio` of the tasks without trace headers.
+    #[must_use]
+    pub fn with_strip_amqp(mut self, ratio: f64) -> Self {
+        self.strip_amqp = (ratio > 0.0).then(|| Arc::new(Strip::new(ratio)));
+        self
     }
 }
 
@@ -162,7 +172,8 @@ async fn create_scan(
         &request.user_id,
         &state.origin,
     );
-    if let Err(e) = state.publisher.publish_traced(&task).await {
+    let propagated = propagate(state.strip_amqp.as_deref());
+    if let Err(e) = state.publisher.publish_traced_with(&task, propagated).await {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "broker_unavailable",

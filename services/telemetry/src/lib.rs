@@ -12,6 +12,7 @@
 
 pub mod baggage;
 pub mod carrier;
+pub mod fault;
 pub mod log;
 pub mod propagator;
 pub mod service;

@@ -56,6 +56,23 @@ pub async fn post_json<T: Serialize + ?Sized>(
     body: &T,
     timeout: Duration,
 ) -> Result<reqwest::Response, CallError> {
+    post_json_with(client, name, url, body, timeout, true).await
+}
+
+/// [`post_json`], with the trace headers left out when `propagate` is false (the
+/// `strip_headers` fault).
+///
+/// # Errors
+///
+/// As [`post_json`].
+pub async fn post_json_with<T: Serialize + ?Sized>(
+    client: &reqwest::Client,
+    name: Option<&str>,
+    url: &str,
+    body: &T,
+    timeout: Duration,
+    propagate: bool,
+) -> Result<reqwest::Response, CallError> {
     let parsed = reqwest::Url::parse(url).map_err(|_| CallError::Url(url.to_owned()))?;
     let host = parsed.host_str().unwrap_or_default().to_owned();
     let port = parsed.port_or_known_default().unwrap_or(0);
@@ -64,7 +81,9 @@ pub async fn post_json<T: Serialize + ?Sized>(
         span.record("otel.name", name);
     }
     let mut headers = HeaderMap::new();
-    spans::inject_http(&span, &mut headers);
+    if propagate {
+        spans::inject_http(&span, &mut headers);
+    }
     let request = client
         .post(parsed)
         .headers(headers)

@@ -25,9 +25,10 @@ use tb_messaging::events::ScanCompleted;
 use tb_messaging::kafka;
 use tb_store::{EventStore, ScanRecord, ScanResult, ScanState};
 use tb_telemetry::carrier;
+use tb_telemetry::fault::{Strip, propagate};
 use tb_telemetry::service;
 use tb_telemetry::spans::{self, ConsumerRelation, MessagingSystem, keys};
-use tb_web::client::{CallError, post_json};
+use tb_web::client::{CallError, post_json_with};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{Instrument, Span};
@@ -62,6 +63,10 @@ pub struct WorkerConfig {
     pub relation: ConsumerRelation,
     /// Kafka topic for finished scans.
     pub completed_topic: String,
+    /// Fault injection: share of Vision/LLM calls sent without trace headers.
+    pub strip_http: f64,
+    /// Fault injection: share of `scan.completed` events sent without trace headers.
+    pub strip_kafka: f64,
     /// Fault injection: the first this-many tasks crash the worker after Kafka confirmed the
     /// event and before the ack, so RabbitMQ redelivers them.
     pub crash_before_ack: u32,
@@ -82,6 +87,8 @@ impl Default for WorkerConfig {
             relation: ConsumerRelation::Child,
             completed_topic: tb_messaging::kafka::SCAN_COMPLETED.to_owned(),
             crash_before_ack: 0,
+            strip_http: 0.0,
+            strip_kafka: 0.0,
         }
     }
 }
@@ -122,6 +129,8 @@ struct Ctx {
     stats: Arc<WorkerStats>,
     crashes_left: AtomicU32,
     crashed: Notify,
+    strip_http: Strip,
+    strip_kafka: Strip,
 }
 
 /// What happened to one delivery.
@@ -150,6 +159,10 @@ impl Worker {
         store: Arc<dyn EventStore>,
     ) -> Self {
         let crashes_left = AtomicU32::new(config.crash_before_ack);
+        let (strip_http, strip_kafka) = (
+            Strip::new(config.strip_http),
+            Strip::new(config.strip_kafka),
+        );
         Self {
             ctx: Arc::new(Ctx {
                 config,
@@ -160,6 +173,8 @@ impl Worker {
                 stats: Arc::default(),
                 crashes_left,
                 crashed: Notify::new(),
+                strip_http,
+                strip_kafka,
             }),
         }
     }
@@ -395,12 +410,13 @@ fn arguments(task: &TaskMessage) -> Option<(String, String)> {
 async fn scan(ctx: &Ctx, image_url: &str) -> Result<ScanResult, CallError> {
     let config = &ctx.config;
     let vision = async {
-        let response = post_json(
+        let response = post_json_with(
             &ctx.http,
             Some("call_vision_api"),
             &format!("{}/v1/analyze", config.vision_url.trim_end_matches('/')),
             &json!({ "image_url": image_url }),
             config.call_timeout,
+            propagate(Some(&ctx.strip_http)),
         )
         .await?;
         let body: Value = response.json().await.map_err(CallError::Transport)?;
@@ -417,7 +433,7 @@ async fn scan(ctx: &Ctx, image_url: &str) -> Result<ScanResult, CallError> {
         .in_scope(|| rule_match(&category, config.rule_match_work));
 
     let answer = async {
-        let response = post_json(
+        let response = post_json_with(
             &ctx.http,
             Some("call_llm_api"),
             &format!(
@@ -432,6 +448,7 @@ async fn scan(ctx: &Ctx, image_url: &str) -> Result<ScanResult, CallError> {
                 }],
             }),
             config.call_timeout,
+            propagate(Some(&ctx.strip_http)),
         )
         .await?;
         let body: Value = response.json().await.map_err(CallError::Transport)?;
@@ -499,7 +516,10 @@ async fn announce(
         }
     };
     let topic = ctx.config.completed_topic.as_str();
-    if let Err(e) = kafka::publish(&ctx.producer, topic, user_id, task_id, &payload).await {
+    let propagated = propagate(Some(&ctx.strip_kafka));
+    if let Err(e) =
+        kafka::publish_with(&ctx.producer, topic, user_id, task_id, &payload, propagated).await
+    {
         tracing::error!(error = %e, "publishing scan.completed failed; requeued");
         return Done::Requeue;
     }
