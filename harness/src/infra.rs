@@ -10,7 +10,7 @@ use std::any::Any;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use testcontainers::core::{ContainerPort, IntoContainerPort, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{GenericImage, ImageExt};
@@ -45,16 +45,16 @@ impl Env {
 }
 
 /// How one piece of infrastructure was provided.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Choice {
     /// `explicit`, `docker`, `embedded` or `local`.
-    pub source: &'static str,
+    pub source: String,
     /// Where it is (URL, bootstrap servers), when it has an address.
     pub address: Option<String>,
 }
 
 /// What a run uses, for the report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InfraReport {
     /// RabbitMQ.
     pub rabbitmq: Choice,
@@ -199,7 +199,7 @@ pub async fn provision(
             (
                 url.clone(),
                 Choice {
-                    source: "docker",
+                    source: "docker".to_owned(),
                     address: Some(url),
                 },
             )
@@ -214,7 +214,7 @@ pub async fn provision(
                 (
                     LOCAL_AMQP.to_owned(),
                     Choice {
-                        source: "local",
+                        source: "local".to_owned(),
                         address: Some(LOCAL_AMQP.to_owned()),
                     },
                 )
@@ -249,7 +249,7 @@ pub async fn provision(
             (
                 KafkaChoice::External(b.clone()),
                 Choice {
-                    source: "docker",
+                    source: "docker".to_owned(),
                     address: Some(b),
                 },
             )
@@ -262,7 +262,7 @@ pub async fn provision(
         _ => (
             KafkaChoice::Embedded,
             Choice {
-                source: "embedded",
+                source: "embedded".to_owned(),
                 address: None,
             },
         ),
@@ -274,7 +274,7 @@ pub async fn provision(
         (
             None,
             Choice {
-                source: "embedded",
+                source: "embedded".to_owned(),
                 address: None,
             },
         )
@@ -297,7 +297,7 @@ pub async fn provision(
                 (
                     Some(e.clone()),
                     Choice {
-                        source: "docker",
+                        source: "docker".to_owned(),
                         address: Some(e),
                     },
                 )
@@ -327,7 +327,7 @@ pub async fn provision(
 
 fn explicit_choice(address: &str) -> Choice {
     Choice {
-        source: "explicit",
+        source: "explicit".to_owned(),
         address: Some(address.to_owned()),
     }
 }

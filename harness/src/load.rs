@@ -18,7 +18,7 @@ use hdrhistogram::Histogram;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Exp};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use crate::scenario::{Arrival, Load};
@@ -129,7 +129,7 @@ impl Iterator for Schedule {
 }
 
 /// Percentiles of one latency histogram, in milliseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Percentiles {
     /// Samples.
     pub count: u64,
@@ -160,7 +160,7 @@ impl Percentiles {
 }
 
 /// Latency measured both ways.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Latencies {
     /// From the intended send time (coordinated-omission corrected).
     pub corrected: Percentiles,
@@ -201,7 +201,7 @@ impl Pair {
 }
 
 /// Request counters of the measured window.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Requests {
     /// Requests sent.
     pub sent: u64,
@@ -216,7 +216,7 @@ pub struct Requests {
 }
 
 /// End-to-end completion of followed requests (scans).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Followed {
     /// Successful requests with an id to follow.
     pub accepted: u64,
@@ -243,6 +243,33 @@ pub struct LoadReport {
     pub end_to_end: Latencies,
     /// First failure messages, up to 5, for the report.
     pub sample_errors: Vec<String>,
+    /// End-to-end corrected latency as `(upper bound ms, count)` buckets, log-spaced.
+    pub histogram: Vec<(f64, u64)>,
+}
+
+/// Up to 40 log-spaced buckets covering `h`, as `(upper bound ms, count)`.
+fn buckets(h: &Histogram<u64>) -> Vec<(f64, u64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let (lo, hi) = (h.min().max(1) as f64, h.max().max(2) as f64);
+    let n = 40;
+    let step = (hi / lo).powf(1.0 / f64::from(n));
+    let mut out = Vec::new();
+    let mut from = 0u64;
+    for i in 1..=n {
+        let high = if i == n {
+            h.max()
+        } else {
+            (lo * step.powi(i)) as u64
+        };
+        if high < from {
+            continue;
+        }
+        out.push((high as f64 / 1000.0, h.count_between(from, high)));
+        from = h.next_non_equivalent(high);
+    }
+    out
 }
 
 #[derive(Default)]
@@ -459,6 +486,11 @@ pub async fn drive<T: Target>(
         lost: state.accepted - state.completed,
     };
     let end_to_end = state.e2e.as_ref().map(Pair::latencies).unwrap_or_default();
+    let histogram = state
+        .e2e
+        .as_ref()
+        .map(|p| buckets(&p.corrected))
+        .unwrap_or_default();
     drop(state);
     let http = http
         .lock()
@@ -476,6 +508,7 @@ pub async fn drive<T: Target>(
         http,
         end_to_end,
         sample_errors,
+        histogram,
     }
 }
 

@@ -14,8 +14,9 @@ use tb_telemetry::spans::ConsumerRelation;
 use tb_telemetry::{Exporter, Protocol, Sampling, TelemetryConfig};
 use tracebench::infra::Env;
 use tracebench::pipeline::{KafkaChoice, Pipeline, PipelineConfig, SERVICES};
-use tracebench::run::{RunOptions, run, summary};
+use tracebench::run::{RunOptions, SpanSource, run, summary};
 use tracebench::scenario::{RawExporter, Scenario};
+use tracebench::sink::client::TraceClient;
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +42,26 @@ enum Command {
         /// The scenario file.
         file: PathBuf,
     },
+    /// Render a run's `result.json` as one self-contained HTML page.
+    Report {
+        /// The `result.json` of a run.
+        result: PathBuf,
+        /// Where to write the HTML.
+        #[arg(long)]
+        html: PathBuf,
+    },
+    /// Run the trace sink standalone: OTLP in (gRPC and HTTP), a Tempo-shaped query API out.
+    Sink {
+        /// OTLP/gRPC listen address.
+        #[arg(long, default_value = "127.0.0.1:4317")]
+        grpc_addr: SocketAddr,
+        /// OTLP/HTTP and query API listen address.
+        #[arg(long, default_value = "127.0.0.1:4318")]
+        http_addr: SocketAddr,
+        /// Most spans kept; beyond it the oldest traces are evicted whole.
+        #[arg(long, default_value_t = 1_000_000)]
+        max_spans: usize,
+    },
 }
 
 #[derive(Parser)]
@@ -50,6 +71,9 @@ struct RunArgs {
     /// Directory for `result.json` and the services' log.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Also write a JUnit XML report (one test case per expectation) here.
+    #[arg(long)]
+    junit: Option<PathBuf>,
     /// No progress output.
     #[arg(long)]
     quiet: bool,
@@ -225,19 +249,51 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let log = std::fs::File::create(&log_path)
         .with_context(|| format!("creating {}", log_path.display()))?;
-    let memory = tb_telemetry::MemorySpans::default();
-    let exporter = match scenario.tracing.exporter {
-        RawExporter::Embedded => Exporter::Memory(memory.clone()),
-        RawExporter::Discard => Exporter::Discard,
-        RawExporter::Otlp => Exporter::Otlp {
-            protocol: Protocol::Grpc,
-            endpoint: scenario
-                .infra
-                .otlp_endpoint
-                .clone()
-                .or(env.otlp_endpoint.clone()),
-            timeout: Duration::from_secs(10),
-        },
+    // The embedded sink receives the services' spans over OTLP/gRPC, exactly as Tempo would,
+    // and the verifier reads them back from its store.
+    let collect = scenario.tracing.sampling != Sampling::Off;
+    let mut sink = None;
+    let (exporter, spans) = match scenario.tracing.exporter {
+        RawExporter::Embedded => {
+            let any = SocketAddr::from(([127, 0, 0, 1], 0));
+            let running = tracebench::sink::start(tracebench::sink::SinkConfig {
+                grpc_addr: any,
+                http_addr: any,
+                ..tracebench::sink::SinkConfig::default()
+            })
+            .await
+            .context("starting the embedded trace sink")?;
+            let exporter = Exporter::Otlp {
+                protocol: Protocol::Grpc,
+                endpoint: Some(running.grpc_endpoint()),
+                timeout: Duration::from_secs(10),
+            };
+            let spans = if collect {
+                SpanSource::Store(running.store().clone())
+            } else {
+                SpanSource::None
+            };
+            sink = Some(running);
+            (exporter, spans)
+        }
+        RawExporter::Discard => (Exporter::Discard, SpanSource::None),
+        RawExporter::Otlp => {
+            let exporter = Exporter::Otlp {
+                protocol: Protocol::Grpc,
+                endpoint: scenario
+                    .infra
+                    .otlp_endpoint
+                    .clone()
+                    .or(env.otlp_endpoint.clone()),
+                timeout: Duration::from_secs(10),
+            };
+            let query = scenario.infra.tempo_url.clone().or(env.tempo_url.clone());
+            let spans = match query {
+                Some(url) if collect => SpanSource::Query(TraceClient::new(url)),
+                _ => SpanSource::None,
+            };
+            (exporter, spans)
+        }
     };
     let telemetry = TelemetryConfig {
         sampling: scenario.tracing.sampling,
@@ -258,9 +314,10 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let options = RunOptions {
         out: args.out.clone(),
+        junit: args.junit.clone(),
         quiet: args.quiet,
     };
-    let result = match run(&scenario, &env, Some(&guard), &options).await {
+    let result = match run(&scenario, &env, Some(&guard), spans, &options).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("tracebench: {e}");
@@ -271,12 +328,50 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &args.out {
         println!("wrote {}", dir.join("result.json").display());
     }
-    drop(memory);
+    if let Some(sink) = sink {
+        let _ = sink.shutdown().await;
+    }
     Ok(if result.passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+fn report(result: &std::path::Path, html: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read(result).with_context(|| format!("reading {}", result.display()))?;
+    let parsed: tracebench::run::RunResult = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a tracebench result.json", result.display()))?;
+    let page = tracebench::report::html(&parsed)?;
+    std::fs::write(html, page).with_context(|| format!("writing {}", html.display()))?;
+    println!("wrote {}", html.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn sink_standalone(
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    max_spans: usize,
+) -> anyhow::Result<ExitCode> {
+    let _guard = tb_telemetry::init(
+        "tracebench-sink",
+        TelemetryConfig {
+            sampling: Sampling::Off,
+            ..TelemetryConfig::default()
+        },
+    )
+    .context("setting up logs")?;
+    let config = tracebench::sink::SinkConfig {
+        grpc_addr,
+        http_addr,
+        max_spans,
+    };
+    tracebench::sink::serve(config, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .context("running the sink")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 #[tokio::main]
@@ -285,6 +380,12 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Service(args) => service(*args).await.map(|()| ExitCode::SUCCESS),
         Command::Run(args) => run_scenario(args).await,
+        Command::Report { result, html } => report(&result, &html),
+        Command::Sink {
+            grpc_addr,
+            http_addr,
+            max_spans,
+        } => sink_standalone(grpc_addr, http_addr, max_spans).await,
         Command::Check { file } => Ok(match Scenario::load(&file) {
             Ok(s) => {
                 println!("{}: ok ({})", file.display(), s.name);

@@ -63,6 +63,8 @@ pub struct PipelineConfig {
     pub consumers: ConsumerConfig,
     /// Simulated write latency of the event store (the seed's 20 ms).
     pub store_latency: Duration,
+    /// Fault injection: share of tasks scan-api publishes without trace headers.
+    pub strip_amqp: f64,
 }
 
 impl Default for PipelineConfig {
@@ -79,6 +81,7 @@ impl Default for PipelineConfig {
             worker: WorkerConfig::default(),
             consumers: ConsumerConfig::default(),
             store_latency: Duration::from_millis(20),
+            strip_amqp: 0.0,
         }
     }
 }
@@ -260,7 +263,8 @@ impl Pipeline {
                     .local_addr()
                     .map_err(|e| StartError::Bind(config.scan_api_addr, e))?,
             );
-            let state = ScanApiState::new(publisher, store.clone());
+            let state =
+                ScanApiState::new(publisher, store.clone()).with_strip_amqp(config.strip_amqp);
             let shutdown = stopped(&stop_rx);
             tasks.spawn(async move {
                 let r = tb_scan_api::run(state, listener, shutdown).await;

@@ -7,14 +7,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tb_consumers::{CHARACTER, MY};
 use tb_telemetry::{SpanCounts, TelemetryGuard};
 
+use crate::attribution::{Attribution, attribute, critical_path};
 use crate::infra::{Env, InfraError, InfraReport, provision};
 use crate::load::{self, Followed, Latencies, Requests, Target, Tracker};
+use crate::model::Span;
 use crate::pipeline::{Pipeline, StartError};
-use crate::scenario::Scenario;
+use crate::scenario::{Hop, Scenario};
+use crate::sink::client::TraceClient;
+use crate::sink::store::TraceStore;
+use crate::verify::{self, Scan, TraceSummary};
 
 /// Version of the `result.json` schema (see `scenarios/README.md`).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -24,12 +29,69 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub struct RunOptions {
     /// Where `result.json` and `services.log` go.
     pub out: Option<PathBuf>,
+    /// Where to write a JUnit report, one test case per expectation.
+    pub junit: Option<PathBuf>,
     /// No progress output.
     pub quiet: bool,
 }
 
+/// Where the run's spans can be read after the load.
+#[derive(Clone)]
+pub enum SpanSource {
+    /// The embedded sink's store, in this process.
+    Store(Arc<TraceStore>),
+    /// A Tempo-shaped query API (real Tempo, or a sink elsewhere).
+    Query(TraceClient),
+    /// Spans are not collected (sampling off, or a discard exporter).
+    None,
+}
+
+/// A span as the report draws it: offsets in ms from the trace's start.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WaterfallSpan {
+    /// Service.
+    pub service: String,
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: crate::model::Kind,
+    /// Depth in the tree (0 for the root).
+    pub depth: u32,
+    /// Start offset, ms.
+    pub start_ms: f64,
+    /// Duration, ms.
+    pub duration_ms: f64,
+    /// Error status.
+    pub error: bool,
+}
+
+/// One trace drawn as a waterfall.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Waterfall {
+    /// Trace id.
+    pub trace_id: String,
+    /// End-to-end ms by the critical path.
+    pub total_ms: f64,
+    /// Spans in tree order.
+    pub spans: Vec<WaterfallSpan>,
+}
+
+/// The traces section of `result.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TracesSection {
+    /// Where spans were read from: `embedded` or the query URL.
+    pub source: String,
+    /// Verification aggregates.
+    #[serde(flatten)]
+    pub summary: TraceSummary,
+    /// The waterfall of the median complete trace (by critical-path length).
+    pub median: Option<Waterfall>,
+    /// The waterfall of the slowest complete trace.
+    pub slowest: Option<Waterfall>,
+}
+
 /// One expectation's verdict.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
     /// The expectation, as named in the scenario (`expect.min_success_rate`).
     pub name: String,
@@ -42,7 +104,7 @@ pub struct Verdict {
 }
 
 /// Span counts of the run's tracer provider.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpanSummary {
     /// Sampled spans that ended.
     pub ended: u64,
@@ -63,7 +125,7 @@ impl From<SpanCounts> for SpanSummary {
 }
 
 /// Latency of both kinds a scan has.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencySection {
     /// `POST /scan` until its 202.
     pub http: Latencies,
@@ -72,7 +134,7 @@ pub struct LatencySection {
 }
 
 /// `result.json`: a stable schema, documented in `scenarios/README.md`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
     /// [`SCHEMA_VERSION`].
     pub schema_version: u32,
@@ -98,6 +160,12 @@ pub struct RunResult {
     pub latency: LatencySection,
     /// Span counts.
     pub spans: SpanSummary,
+    /// Propagation verification (absent when spans are not collected).
+    pub traces: Option<TracesSection>,
+    /// Latency attribution over complete traces.
+    pub critical_path: Option<Attribution>,
+    /// End-to-end corrected latency histogram: `[upper bound ms, count]` buckets.
+    pub histogram: Vec<(f64, u64)>,
     /// Up to five failure messages.
     pub sample_errors: Vec<String>,
     /// Every expectation's verdict.
@@ -123,10 +191,14 @@ pub enum RunError {
     Output(PathBuf, std::io::Error),
 }
 
-/// `POST /scan` against scan-api.
+/// `POST /scan` against scan-api; remembers each accepted scan's task and trace id.
 struct ScanTarget {
     client: reqwest::Client,
     url: String,
+    scans: std::sync::Mutex<Vec<Scan>>,
+    /// The probe scan's task id: judged like the others, left out of latency attribution
+    /// (it pays for the consumer groups joining).
+    probe: std::sync::Mutex<Option<String>>,
 }
 
 impl Target for ScanTarget {
@@ -153,7 +225,26 @@ impl Target for ScanTarget {
             .await
             .map_err(|e| format!("POST /scan: body: {e}"))?;
         match body["task_id"].as_str() {
-            Some(id) => Ok(Some(id.to_owned())),
+            Some(id) => {
+                // The probe (seq u64::MAX) is a scan like any other: its spans must be judged,
+                // not counted as strays.
+                if seq == u64::MAX {
+                    *self
+                        .probe
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(id.to_owned());
+                }
+                if let Some(trace_id) = body["trace_id"].as_str() {
+                    self.scans
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(Scan {
+                            task_id: id.to_owned(),
+                            trace_id: trace_id.to_owned(),
+                        });
+                }
+                Ok(Some(id.to_owned()))
+            }
             None => Err("POST /scan: no task_id in the answer".to_owned()),
         }
     }
@@ -213,6 +304,7 @@ pub fn judge(
     offered: u64,
     scans: &Followed,
     latency: &LatencySection,
+    traces: Option<&TraceSummary>,
 ) -> Vec<Verdict> {
     let e = &scenario.expect;
     // Success means accepted and completed end to end; an arrival skipped for max_in_flight
@@ -237,7 +329,59 @@ pub fn judge(
             passed: latency.end_to_end.corrected.count > 0 && p99 <= max,
         });
     }
+    if let Some(t) = traces {
+        // Spans are collected: every expected trace must be complete unless the scenario lowers
+        // the bar (a fault scenario that means to pass sets `min_complete_ratio` and bounds
+        // the broken edges with `max_broken` instead).
+        let min = e.min_complete_ratio.unwrap_or(1.0);
+        verdicts.push(Verdict {
+            name: "expect.min_complete_ratio".to_owned(),
+            expected: min,
+            actual: t.complete_ratio,
+            passed: t.complete_ratio >= min,
+        });
+        for (key, max) in &e.max_broken {
+            let broken: u64 = t
+                .broken_edges
+                .iter()
+                .filter(|(edge, _)| edge_matches(key, edge))
+                .map(|(_, n)| *n)
+                .max()
+                .unwrap_or(0);
+            verdicts.push(Verdict {
+                name: format!("expect.max_broken.{key}"),
+                expected: *max as f64,
+                actual: broken as f64,
+                passed: broken <= *max,
+            });
+        }
+        // An unsampled scan must leave no span anywhere.
+        verdicts.push(Verdict {
+            name: "traces.stray_spans".to_owned(),
+            expected: 0.0,
+            actual: t.stray_spans as f64,
+            passed: t.stray_spans == 0 || scenario.strip.is_some_and(|(hop, _)| hop == Hop::Http),
+        });
+    } else if let Some(min) = e.min_complete_ratio {
+        verdicts.push(Verdict {
+            name: "expect.min_complete_ratio".to_owned(),
+            expected: min,
+            actual: 0.0,
+            passed: false,
+        });
+    }
     verdicts
+}
+
+/// Whether `key` (a full edge label, or `http`, `amqp`, `kafka`) names `edge`.
+pub fn edge_matches(key: &str, edge: &str) -> bool {
+    let child = edge.rsplit(" → ").next().unwrap_or_default();
+    match key {
+        "http" => child.contains("POST /v1/"),
+        "amqp" | "rabbitmq" => child.ends_with("/process_image"),
+        "kafka" => child.ends_with("/process scan.completed"),
+        _ => key == edge,
+    }
 }
 
 /// Runs `scenario`: provisions, starts the pipeline, drives it, judges.
@@ -252,6 +396,7 @@ pub async fn run(
     scenario: &Scenario,
     env: &Env,
     telemetry: Option<&TelemetryGuard>,
+    spans: SpanSource,
     options: &RunOptions,
 ) -> Result<RunResult, RunError> {
     let otlp = scenario.tracing.exporter == crate::scenario::RawExporter::Otlp;
@@ -322,7 +467,10 @@ pub async fn run(
             .build()
             .unwrap_or_default(),
         url: format!("http://{scan_api}/scan"),
+        scans: std::sync::Mutex::default(),
+        probe: std::sync::Mutex::default(),
     });
+    let scans_of = target.clone();
     // One probe scan first, followed until both consumers have it: the consumer groups have
     // joined and every connection is up before the first measured arrival.
     let probe_deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -407,7 +555,7 @@ pub async fn run(
             )
             .await;
     }
-    let spans = match telemetry {
+    let span_counts = match telemetry {
         Some(t) => {
             let _ = t.flush();
             SpanSummary::from(t.span_counts())
@@ -419,8 +567,26 @@ pub async fn run(
         http: report.http,
         end_to_end: report.end_to_end,
     };
+    let scans = std::mem::take(
+        &mut *scans_of
+            .scans
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    let probe = scans_of
+        .probe
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let (traces, critical) = verify_traces(scenario, &scans, &spans, probe.as_deref()).await;
     let offered = report.requests.sent + report.requests.skipped;
-    let expectations = judge(scenario, offered, &report.followed, &latency);
+    let expectations = judge(
+        scenario,
+        offered,
+        &report.followed,
+        &latency,
+        traces.as_ref().map(|t| &t.summary),
+    );
     let passed = expectations.iter().all(|v| v.passed);
     let result = RunResult {
         schema_version: SCHEMA_VERSION,
@@ -434,7 +600,10 @@ pub async fn run(
         target_rps: report.target_rps,
         throughput_rps: report.throughput_rps,
         latency,
-        spans,
+        spans: span_counts,
+        traces,
+        critical_path: critical,
+        histogram: report.histogram,
         sample_errors: report.sample_errors,
         expectations,
         passed,
@@ -445,7 +614,132 @@ pub async fn run(
         let json = serde_json::to_vec_pretty(&result).unwrap_or_default();
         std::fs::write(&path, json).map_err(|e| RunError::Output(path, e))?;
     }
+    if let Some(path) = &options.junit {
+        std::fs::write(path, crate::report::junit(&result))
+            .map_err(|e| RunError::Output(path.clone(), e))?;
+    }
     Ok(result)
+}
+
+/// Whether the root of `trace_id` was sampled under the scenario's sampler, decided by the
+/// SDK's own sampler so the verifier and the services can never disagree.
+fn sampled_by(sampling: tb_telemetry::Sampling) -> impl Fn(&str) -> bool {
+    use opentelemetry::trace::{SpanKind, TraceId};
+    use opentelemetry_sdk::trace::{SamplingDecision, ShouldSample};
+    let sampler = match sampling {
+        tb_telemetry::Sampling::Off => None,
+        other => tb_telemetry::setup::sampler(other).ok(),
+    };
+    move |trace_id: &str| {
+        let (Some(sampler), Ok(id)) = (&sampler, TraceId::from_hex(trace_id)) else {
+            return false;
+        };
+        sampler
+            .should_sample(None, id, "POST /scan", &SpanKind::Server, &[], &[])
+            .decision
+            == SamplingDecision::RecordAndSample
+    }
+}
+
+/// Reads the run's spans, judges every scan and attributes latency over the complete ones.
+async fn verify_traces(
+    scenario: &Scenario,
+    scans: &[Scan],
+    source: &SpanSource,
+    probe: Option<&str>,
+) -> (Option<TracesSection>, Option<Attribution>) {
+    let sampled = sampled_by(scenario.tracing.sampling);
+    let (spans, name): (Vec<Span>, String) = match source {
+        SpanSource::None => return (None, None),
+        SpanSource::Store(store) => (
+            store
+                .trace_ids()
+                .iter()
+                .filter_map(|id| store.get(id))
+                .flatten()
+                .collect(),
+            "embedded".to_owned(),
+        ),
+        SpanSource::Query(client) => {
+            // Tempo assembles a trace from what its ingesters hold; spans can arrive after the
+            // first answer, so each trace is polled until complete or until a shared deadline
+            // that leaves room for Tempo's flush.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            let template = &scenario.expect.template;
+            let mut all = Vec::new();
+            for scan in scans.iter().filter(|s| sampled(&s.trace_id)) {
+                let one = std::slice::from_ref(scan);
+                let polled = client
+                    .trace_until(
+                        &scan.trace_id,
+                        |spans| verify::judge(template, one, spans, |_| true).0.complete == 1,
+                        deadline,
+                        Duration::from_millis(250),
+                    )
+                    .await;
+                if let Ok(p) = polled {
+                    all.extend(p.spans);
+                }
+            }
+            (all, client.base_url().to_owned())
+        }
+    };
+    let (summary, verdicts) = verify::judge(&scenario.expect.template, scans, &spans, &sampled);
+    let complete: Vec<&verify::ScanVerdict> = verdicts
+        .iter()
+        .filter(|v| v.sampled && v.problems.is_empty() && Some(v.task_id.as_str()) != probe)
+        .collect();
+    let attribution = attribute(complete.iter().map(|v| v.spans.as_slice()));
+    let mut by_length: Vec<(u64, &verify::ScanVerdict)> = complete
+        .iter()
+        .filter_map(|v| critical_path(&v.spans).map(|p| (p.total_ns, *v)))
+        .collect();
+    by_length.sort_by_key(|(t, _)| *t);
+    let median = by_length
+        .get(by_length.len() / 2)
+        .map(|(t, v)| waterfall(v, *t));
+    let slowest = by_length.last().map(|(t, v)| waterfall(v, *t));
+    (
+        Some(TracesSection {
+            source: name,
+            summary,
+            median,
+            slowest,
+        }),
+        (attribution.scans > 0).then_some(attribution),
+    )
+}
+
+/// The spans of a verdict in tree order with depths, offsets from the earliest start.
+fn waterfall(v: &verify::ScanVerdict, total_ns: u64) -> Waterfall {
+    let start = v.spans.iter().map(|s| s.start_ns).min().unwrap_or(0);
+    let (mut roots, children) = crate::model::tree(&v.spans);
+    let mut out = Vec::new();
+    let mut stack: Vec<(&Span, u32)> = Vec::new();
+    roots.sort_by_key(|s| std::cmp::Reverse(s.start_ns));
+    stack.extend(roots.into_iter().map(|s| (s, 0)));
+    while let Some((s, depth)) = stack.pop() {
+        out.push(WaterfallSpan {
+            service: s.service.clone(),
+            name: s.name.clone(),
+            kind: s.kind,
+            depth,
+            start_ms: (s.start_ns - start) as f64 / 1e6,
+            duration_ms: s.duration_ns() as f64 / 1e6,
+            error: s.error,
+        });
+        let mut kids = children
+            .get(s.span_id.as_str())
+            .cloned()
+            .unwrap_or_default();
+        kids.sort_by_key(|k| std::cmp::Reverse(k.start_ns));
+        stack.extend(kids.into_iter().map(|k| (k, depth + 1)));
+    }
+    Waterfall {
+        trace_id: v.trace_id.clone(),
+        total_ms: total_ns as f64 / 1e6,
+        spans: out,
+    }
 }
 
 /// The terminal summary.
@@ -493,6 +787,50 @@ pub fn summary(r: &RunResult) -> String {
             "{name:<17}{:>9.1} {:>9.1} {:>9.1} {:>10.1} {:>9.1}",
             l.p50, l.p90, l.p99, l.p999, l.max
         );
+    }
+    if let Some(t) = &r.traces {
+        let t2 = &t.summary;
+        let _ = writeln!(
+            s,
+            "\ntraces    expected {} of {} scans  complete {} ({:.1} %)  stray spans {}  (from {})",
+            t2.expected,
+            t2.scans,
+            t2.complete,
+            t2.complete_ratio * 100.0,
+            t2.stray_spans,
+            t.source
+        );
+        for (edge, n) in &t2.broken_edges {
+            let share = t2.broken_share.get(edge).copied().unwrap_or(0.0) * 100.0;
+            let _ = writeln!(s, "  broken  {edge}: {n} ({share:.1} %)");
+        }
+        for (span, n) in &t2.missing_spans {
+            let _ = writeln!(s, "  missing {span}: {n}");
+        }
+        for (span, n) in &t2.orphans {
+            let _ = writeln!(s, "  orphan  {span}: {n}");
+        }
+        for (p, n) in &t2.other_problems {
+            let _ = writeln!(s, "  other   {p}: {n}");
+        }
+        for e in &t2.stray_examples {
+            let _ = writeln!(s, "  stray   {e}");
+        }
+    }
+    if let Some(a) = &r.critical_path {
+        let _ = writeln!(
+            s,
+            "\ncritical path over {} scans, mean {:.1} ms (root span {:.1} ms); bottleneck {}",
+            a.scans,
+            a.mean_total_ms,
+            a.root_mean_ms,
+            a.bottleneck.as_deref().unwrap_or("-")
+        );
+        let mut by_service: Vec<_> = a.by_service.iter().collect();
+        by_service.sort_by(|x, y| y.1.total_cmp(x.1));
+        for (service, share) in by_service {
+            let _ = writeln!(s, "  {service:<20} {:>5.1} %", share * 100.0);
+        }
     }
     let _ = writeln!(s);
     for v in &r.expectations {

@@ -5,6 +5,7 @@
 //!
 //! `scenarios/README.md` documents each field with its default; keep the two in step.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -80,6 +81,50 @@ pub struct RawScenario {
     /// What must hold for the run to pass.
     #[serde(default)]
     pub expect: RawExpect,
+    /// Injected propagation faults.
+    #[serde(default)]
+    pub faults: RawFaultsSection,
+}
+
+/// Which hop a propagation fault hits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hop {
+    /// The worker's HTTP calls to the Vision and LLM APIs.
+    Http,
+    /// scan-api's task publish to RabbitMQ.
+    Amqp,
+    /// The worker's `scan.completed` event on Kafka.
+    Kafka,
+}
+
+/// `strip_headers`: remove the trace headers at one hop for a share of messages.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStrip {
+    /// `http`, `amqp` or `kafka`.
+    pub hop: Hop,
+    /// Share of messages on that hop sent without trace headers (0–1).
+    pub ratio: f64,
+}
+
+/// Injected propagation faults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFaultsSection {
+    /// Strip trace headers at one hop.
+    #[serde(default)]
+    pub strip_headers: Option<RawStrip>,
+}
+
+/// The expected trace: a named template or a tree.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawTraceShape {
+    /// A named template: `seed-pipeline`.
+    Named(String),
+    /// A tree of nodes.
+    Tree(crate::verify::Node),
 }
 
 fn default_seed() -> u64 {
@@ -428,6 +473,18 @@ pub struct RawExpect {
     /// Maximum corrected end-to-end p99 in ms. Default: none.
     #[serde(default)]
     pub max_p99_ms: Option<f64>,
+    /// The expected trace of one scan: `seed-pipeline` (default) or a tree of
+    /// `{service, name, kind, relation, count, children}`.
+    #[serde(default)]
+    pub trace: Option<RawTraceShape>,
+    /// Minimum share of expected traces that are complete. Default 1.0 when spans are
+    /// collected (embedded or external trace backend), none otherwise.
+    #[serde(default)]
+    pub min_complete_ratio: Option<f64>,
+    /// Most broken edges allowed, by edge: a full edge label, or `http`, `amqp`, `kafka` for
+    /// every edge of that hop. Default: none.
+    #[serde(default)]
+    pub max_broken: BTreeMap<String, u64>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -478,12 +535,18 @@ pub struct Load {
 }
 
 /// Expectations.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Expect {
     /// Minimum success share.
     pub min_success_rate: f64,
     /// Maximum corrected end-to-end p99.
     pub max_p99_ms: Option<f64>,
+    /// The expected trace.
+    pub template: crate::verify::Template,
+    /// Minimum complete-trace share.
+    pub min_complete_ratio: Option<f64>,
+    /// Most broken edges allowed, by edge key.
+    pub max_broken: BTreeMap<String, u64>,
 }
 
 /// The resolved infrastructure choices (URLs still to be provisioned).
@@ -543,6 +606,8 @@ pub struct Scenario {
     pub infra: Infra,
     /// Expectations.
     pub expect: Expect,
+    /// `strip_headers` fault, if any.
+    pub strip: Option<(Hop, f64)>,
 }
 
 /// Collects the field path while stage 2 walks the raw scenario.
@@ -866,6 +931,29 @@ impl Scenario {
         }
 
         let e = &raw.expect;
+        let verify_relation = match relation {
+            ConsumerRelation::Child => crate::verify::Relation::Child,
+            ConsumerRelation::Link => crate::verify::Relation::Link,
+        };
+        let template = match &e.trace {
+            None => crate::verify::Template::seed_pipeline(verify_relation),
+            Some(RawTraceShape::Named(n)) if n == "seed-pipeline" => {
+                crate::verify::Template::seed_pipeline(verify_relation)
+            }
+            Some(RawTraceShape::Named(n)) => {
+                return Err(c.err(
+                    "expect.trace",
+                    format!("unknown template {n:?}; expected seed-pipeline or a tree"),
+                ));
+            }
+            Some(RawTraceShape::Tree(node)) => {
+                crate::verify::Template::from_tree(node).map_err(|m| c.err("expect.trace", m))?
+            }
+        };
+        let min_complete_ratio = e
+            .min_complete_ratio
+            .map(|v| c.share("expect.min_complete_ratio", v))
+            .transpose()?;
         let expect = Expect {
             min_success_rate: c.share(
                 "expect.min_success_rate",
@@ -875,7 +963,20 @@ impl Scenario {
                 .max_p99_ms
                 .map(|v| c.positive("expect.max_p99_ms", v))
                 .transpose()?,
+            template,
+            min_complete_ratio,
+            max_broken: e.max_broken.clone(),
         };
+        let strip = match raw.faults.strip_headers {
+            Some(st) => Some((st.hop, c.share("faults.strip_headers.ratio", st.ratio)?)),
+            None => None,
+        };
+        match strip {
+            Some((Hop::Amqp, r)) => pipeline.strip_amqp = r,
+            Some((Hop::Http, r)) => pipeline.worker.strip_http = r,
+            Some((Hop::Kafka, r)) => pipeline.worker.strip_kafka = r,
+            None => {}
+        }
 
         Ok(Self {
             name: raw.name,
@@ -906,6 +1007,7 @@ impl Scenario {
                 tempo_url: i.tempo_url,
             },
             expect,
+            strip,
         })
     }
 }

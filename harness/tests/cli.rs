@@ -21,7 +21,14 @@ fn scratch(name: &str) -> PathBuf {
 
 #[test]
 fn check_accepts_the_shipped_scenarios() {
-    for file in ["smoke", "seed-pipeline", "burst", "errors"] {
+    for file in [
+        "smoke",
+        "seed-pipeline",
+        "burst",
+        "errors",
+        "strip-kafka",
+        "sampled",
+    ] {
         let out = tracebench(&["check", &format!("scenarios/{file}.yaml")]);
         assert_eq!(
             out.status.code(),
@@ -66,11 +73,14 @@ fn a_bad_scenario_exits_2_naming_the_field() {
 #[test]
 fn the_smoke_scenario_passes_and_writes_result_json() {
     let dir = scratch("smoke");
+    let junit = dir.join("junit.xml");
     let out = tracebench(&[
         "run",
         "scenarios/smoke.yaml",
         "--out",
         dir.to_str().expect("utf-8"),
+        "--junit",
+        junit.to_str().expect("utf-8"),
         "--quiet",
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -102,4 +112,133 @@ fn the_smoke_scenario_passes_and_writes_result_json() {
     }
     assert_eq!(result["spans"]["dropped"], 0);
     assert!(dir.join("services.log").exists());
+    // Every scan is one complete trace, read back from the embedded OTLP sink.
+    let traces = &result["traces"];
+    assert_eq!(traces["source"], "embedded");
+    assert_eq!(traces["complete_ratio"], 1.0, "{traces}");
+    assert_eq!(traces["expected"], traces["scans"]);
+    assert_eq!(traces["stray_spans"], 0, "{traces}");
+    assert!(
+        traces["median"]["spans"]
+            .as_array()
+            .is_some_and(|s| s.len() >= 20),
+        "{traces}"
+    );
+    let shares = result["critical_path"]["by_service"]
+        .as_object()
+        .expect("shares");
+    let total: f64 = shares.values().filter_map(serde_json::Value::as_f64).sum();
+    assert!((total - 1.0).abs() < 1e-6, "{shares:?}");
+
+    // The JUnit file has one case per expectation; the HTML report draws the waterfalls.
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).expect("junit.xml");
+    let cases = result["expectations"]
+        .as_array()
+        .expect("expectations")
+        .len();
+    assert_eq!(junit.matches("<testcase ").count(), cases, "{junit}");
+    assert!(!junit.contains("<failure"), "{junit}");
+    let html = dir.join("report.html");
+    let out = tracebench(&[
+        "report",
+        dir.join("result.json").to_str().expect("utf-8"),
+        "--html",
+        html.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(&html).expect("report.html");
+    assert!(page.contains("Median trace") && page.contains("Slowest trace"));
+    assert!(
+        page.matches("<svg").count() >= 4,
+        "waterfalls, histogram and shares are drawn"
+    );
+    assert!(page.contains("POST /scan") && page.contains("process_image"));
+}
+
+#[test]
+fn headers_stripped_at_the_kafka_hop_are_reported_as_that_edge_broken() {
+    let dir = scratch("strip");
+    let out = tracebench(&[
+        "run",
+        "scenarios/strip-kafka.yaml",
+        "--out",
+        dir.to_str().expect("utf-8"),
+        "--quiet",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The default expectation (every trace complete) fails: exit 1, not 0 or 2.
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("result.json")).expect("result.json"))
+            .expect("json");
+    let traces = &result["traces"];
+    assert!(
+        traces["expected"].as_u64().expect("expected") >= 1000,
+        "{traces}"
+    );
+    let shares = traces["broken_share"].as_object().expect("broken_share");
+    assert_eq!(shares.len(), 2, "exactly the two Kafka edges: {shares:?}");
+    for (edge, share) in shares {
+        assert!(edge.ends_with("/process scan.completed"), "{edge}");
+        let share = share.as_f64().expect("share");
+        assert!((0.08..=0.12).contains(&share), "{edge}: {share}");
+    }
+    // Nothing else broke.
+    assert!(
+        traces["missing_spans"]
+            .as_object()
+            .is_some_and(serde_json::Map::is_empty),
+        "{traces}"
+    );
+    assert!(
+        traces["orphans"]
+            .as_object()
+            .is_some_and(serde_json::Map::is_empty),
+        "{traces}"
+    );
+}
+
+#[test]
+fn ratio_sampling_traces_about_a_tenth_of_scans_each_complete_and_nothing_else() {
+    let dir = scratch("sampled");
+    let out = tracebench(&[
+        "run",
+        "scenarios/sampled.yaml",
+        "--out",
+        dir.to_str().expect("utf-8"),
+        "--quiet",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("result.json")).expect("result.json"))
+            .expect("json");
+    let traces = &result["traces"];
+    let (scans, expected) = (
+        traces["scans"].as_f64().expect("scans"),
+        traces["expected"].as_f64().expect("expected"),
+    );
+    let share = expected / scans;
+    // ~900 scans at 10 %: σ ≈ 1 point, so 6–14 % is a four-σ band.
+    assert!((0.06..=0.14).contains(&share), "{expected} of {scans}");
+    assert_eq!(traces["complete"], traces["expected"]);
+    assert_eq!(
+        traces["stray_spans"], 0,
+        "an unsampled scan left spans behind: {traces}"
+    );
 }
