@@ -72,6 +72,8 @@ pub struct Provisioned {
     pub kafka: KafkaChoice,
     /// OTLP endpoint of an external or container trace backend; `None` for the embedded sink.
     pub otlp_endpoint: Option<String>,
+    /// Query URL (Tempo's HTTP API) of that backend, when known.
+    pub tempo_url: Option<String>,
     /// What was chosen.
     pub report: InfraReport,
     _containers: Vec<Box<dyn Any + Send>>,
@@ -270,6 +272,7 @@ pub async fn provision(
 
     // Trace backend: only an OTLP exporter needs one outside this process.
     let endpoint = explicit(&infra.otlp_endpoint, &env.otlp_endpoint);
+    let mut tempo_url = explicit(&infra.tempo_url, &env.tempo_url).cloned();
     let (otlp_endpoint, traces) = if !exporter_otlp {
         (
             None,
@@ -292,7 +295,12 @@ pub async fn provision(
                     .get_host_port_ipv4(ContainerPort::Tcp(images::TEMPO_OTLP_GRPC))
                     .await
                     .map_err(|e| InfraError::Container("tempo", e))?;
+                let http = c
+                    .get_host_port_ipv4(ContainerPort::Tcp(images::TEMPO_HTTP))
+                    .await
+                    .map_err(|e| InfraError::Container("tempo", e))?;
                 containers.push(Box::new(c));
+                tempo_url = Some(format!("http://127.0.0.1:{http}"));
                 let e = format!("http://127.0.0.1:{port}");
                 (
                     Some(e.clone()),
@@ -316,6 +324,7 @@ pub async fn provision(
         amqp_url,
         kafka,
         otlp_endpoint,
+        tempo_url,
         report: InfraReport {
             rabbitmq,
             kafka: kafka_choice,

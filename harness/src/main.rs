@@ -240,6 +240,14 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let env = Env::from_process();
+    let otlp = scenario.tracing.exporter == RawExporter::Otlp;
+    let infra = match tracebench::infra::provision(&scenario.infra, &env, otlp).await {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("tracebench: infrastructure: {e}");
+            return Ok(ExitCode::from(ERROR));
+        }
+    };
     let log_path = match &args.out {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -280,15 +288,10 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<ExitCode> {
         RawExporter::Otlp => {
             let exporter = Exporter::Otlp {
                 protocol: Protocol::Grpc,
-                endpoint: scenario
-                    .infra
-                    .otlp_endpoint
-                    .clone()
-                    .or(env.otlp_endpoint.clone()),
+                endpoint: infra.otlp_endpoint.clone(),
                 timeout: Duration::from_secs(10),
             };
-            let query = scenario.infra.tempo_url.clone().or(env.tempo_url.clone());
-            let spans = match query {
+            let spans = match infra.tempo_url.clone() {
                 Some(url) if collect => SpanSource::Query(TraceClient::new(url)),
                 _ => SpanSource::None,
             };
@@ -317,7 +320,7 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<ExitCode> {
         junit: args.junit.clone(),
         quiet: args.quiet,
     };
-    let result = match run(&scenario, &env, Some(&guard), spans, &options).await {
+    let result = match run(&scenario, &infra, Some(&guard), spans, &options).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("tracebench: {e}");

@@ -12,7 +12,7 @@ use tb_consumers::{CHARACTER, MY};
 use tb_telemetry::{SpanCounts, TelemetryGuard};
 
 use crate::attribution::{Attribution, attribute, critical_path};
-use crate::infra::{Env, InfraError, InfraReport, provision};
+use crate::infra::{InfraError, InfraReport, Provisioned};
 use crate::load::{self, Followed, Latencies, Requests, Target, Tracker};
 use crate::model::Span;
 use crate::pipeline::{Pipeline, StartError};
@@ -384,23 +384,22 @@ pub fn edge_matches(key: &str, edge: &str) -> bool {
     }
 }
 
-/// Runs `scenario`: provisions, starts the pipeline, drives it, judges.
+/// Runs `scenario` on provisioned infrastructure (see [`crate::infra::provision`]): starts the
+/// pipeline, drives it, judges.
 ///
 /// `telemetry` is the process's telemetry (installed by the caller for the scenario's tracing
 /// plan); its span counts go into the result.
 ///
 /// # Errors
 ///
-/// Fails when infrastructure is unavailable or the pipeline does not start.
+/// Fails when the pipeline does not start or the output cannot be written.
 pub async fn run(
     scenario: &Scenario,
-    env: &Env,
+    infra: &Provisioned,
     telemetry: Option<&TelemetryGuard>,
     spans: SpanSource,
     options: &RunOptions,
 ) -> Result<RunResult, RunError> {
-    let otlp = scenario.tracing.exporter == crate::scenario::RawExporter::Otlp;
-    let infra = provision(&scenario.infra, env, otlp).await?;
     if !options.quiet {
         for (what, c) in [
             ("rabbitmq", &infra.report.rabbitmq),
