@@ -231,7 +231,7 @@ pub struct Followed {
 pub struct LoadReport {
     /// Rate the schedule asked for over the measured window (requests/s).
     pub target_rps: f64,
-    /// Rate achieved: sends over the measured window (requests/s).
+    /// Rate served: successful answers to measured arrivals per measured second.
     pub throughput_rps: f64,
     /// Counters.
     pub requests: Requests,
@@ -502,7 +502,7 @@ pub async fn drive<T: Target>(
         .clone();
     LoadReport {
         target_rps: target_count as f64 / measured_secs,
-        throughput_rps: (requests.sent + requests.skipped) as f64 / measured_secs,
+        throughput_rps: requests.ok as f64 / measured_secs,
         requests,
         followed,
         http,

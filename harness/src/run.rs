@@ -154,12 +154,14 @@ pub struct RunResult {
     pub scans: Followed,
     /// Rate the schedule offered (requests/s).
     pub target_rps: f64,
-    /// Rate achieved (requests/s).
+    /// Rate served: successful answers per measured second.
     pub throughput_rps: f64,
     /// Latencies in ms.
     pub latency: LatencySection,
     /// Span counts.
     pub spans: SpanSummary,
+    /// Time from the last scan's completion (spans flushed) to the verdict, ms.
+    pub verification_ms: f64,
     /// Propagation verification (absent when spans are not collected).
     pub traces: Option<TracesSection>,
     /// Latency attribution over complete traces.
@@ -577,7 +579,9 @@ pub async fn run(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
+    let verifying = std::time::Instant::now();
     let (traces, critical) = verify_traces(scenario, &scans, &spans, probe.as_deref()).await;
+    let verification_ms = verifying.elapsed().as_secs_f64() * 1e3;
     let offered = report.requests.sent + report.requests.skipped;
     let expectations = judge(
         scenario,
@@ -600,6 +604,7 @@ pub async fn run(
         throughput_rps: report.throughput_rps,
         latency,
         spans: span_counts,
+        verification_ms,
         traces,
         critical_path: critical,
         histogram: report.histogram,
@@ -752,7 +757,7 @@ pub fn summary(r: &RunResult) -> String {
     );
     let _ = writeln!(
         s,
-        "requests  sent {}  ok {}  failed {}  late {}  skipped {}   {:.1}/s of {:.1}/s offered",
+        "requests  sent {}  ok {}  failed {}  late {}  skipped {}   {:.1}/s served of {:.1}/s offered",
         r.requests.sent,
         r.requests.ok,
         r.requests.failed,
@@ -791,13 +796,14 @@ pub fn summary(r: &RunResult) -> String {
         let t2 = &t.summary;
         let _ = writeln!(
             s,
-            "\ntraces    expected {} of {} scans  complete {} ({:.1} %)  stray spans {}  (from {})",
+            "\ntraces    expected {} of {} scans  complete {} ({:.1} %)  stray spans {}  (from {}, verdict in {:.0} ms)",
             t2.expected,
             t2.scans,
             t2.complete,
             t2.complete_ratio * 100.0,
             t2.stray_spans,
-            t.source
+            t.source,
+            r.verification_ms
         );
         for (edge, n) in &t2.broken_edges {
             let share = t2.broken_share.get(edge).copied().unwrap_or(0.0) * 100.0;
