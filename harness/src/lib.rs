@@ -2,6 +2,7 @@
 //! this process, or any one — on real RabbitMQ and Kafka (embedded or external).
 
 pub mod attribution;
+pub mod children;
 pub mod infra;
 pub mod load;
 pub mod model;

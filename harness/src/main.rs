@@ -14,7 +14,7 @@ use tb_telemetry::spans::ConsumerRelation;
 use tb_telemetry::{Exporter, Protocol, Sampling, TelemetryConfig};
 use tracebench::infra::Env;
 use tracebench::pipeline::{KafkaChoice, Pipeline, PipelineConfig, SERVICES};
-use tracebench::run::{RunOptions, SpanSource, run, summary};
+use tracebench::run::{RunOptions, Services, SpanSource, run, summary};
 use tracebench::scenario::{RawExporter, Scenario};
 use tracebench::sink::client::TraceClient;
 
@@ -74,6 +74,10 @@ struct RunArgs {
     /// Also write a JUnit XML report (one test case per expectation) here.
     #[arg(long)]
     junit: Option<PathBuf>,
+    /// Where the services run: `in-process` (default) or `process` (each as its own child
+    /// `tracebench service <name>`, always reaped).
+    #[arg(long, value_enum, default_value = "in-process")]
+    services: ServicesArg,
     /// No progress output.
     #[arg(long)]
     quiet: bool,
@@ -87,6 +91,14 @@ enum SamplingArg {
     AlwaysOff,
     /// Every trace sampled.
     AlwaysOn,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ServicesArg {
+    /// Every service in this process.
+    InProcess,
+    /// Each service as a child process.
+    Process,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -135,6 +147,13 @@ struct ServiceArgs {
     /// How consumer spans relate to their producers.
     #[arg(long, value_enum, default_value = "child")]
     relation: RelationArg,
+    /// Take every service knob (latencies, faults, worker, tracing) from this scenario file;
+    /// the address flags still apply. `tracebench run --services process` passes it.
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// The task queue (default `scan.tasks`).
+    #[arg(long)]
+    queue: Option<String>,
 }
 
 fn scale(d: Duration, s: f64) -> Duration {
@@ -156,7 +175,13 @@ async fn service(args: ServiceArgs) -> anyhow::Result<()> {
             ),
         }
     };
-    let telemetry = TelemetryConfig {
+    let scenario = match &args.scenario {
+        Some(file) => {
+            Some(Scenario::load(file).map_err(|e| anyhow::anyhow!("scenario error: {e}"))?)
+        }
+        None => None,
+    };
+    let mut telemetry = TelemetryConfig {
         sampling: match args.sampling {
             SamplingArg::Off => Sampling::Off,
             SamplingArg::AlwaysOff => Sampling::AlwaysOff,
@@ -169,6 +194,13 @@ async fn service(args: ServiceArgs) -> anyhow::Result<()> {
         },
         ..TelemetryConfig::default()
     };
+    if let Some(s) = &scenario {
+        telemetry.sampling = s.tracing.sampling;
+        telemetry.batch = s.tracing.batch;
+        if s.tracing.exporter == RawExporter::Discard {
+            telemetry.exporter = Exporter::Discard;
+        }
+    }
     let guard = if let [one] = services.as_slice() {
         tb_telemetry::init(one, telemetry)
     } else {
@@ -203,6 +235,22 @@ async fn service(args: ServiceArgs) -> anyhow::Result<()> {
     config.consumers.handle_latency = scale(Duration::from_millis(20), args.time_scale);
     config.consumers.grant_latency = scale(Duration::from_millis(30), args.time_scale);
     config.store_latency = scale(Duration::from_millis(20), args.time_scale);
+    if let Some(s) = scenario {
+        // The scenario's knobs, this process's addresses and brokers.
+        let mut from = s.pipeline;
+        from.services = config.services;
+        from.amqp_url = config.amqp_url;
+        from.kafka = config.kafka;
+        from.scan_api_addr = config.scan_api_addr;
+        from.vision_addr = config.vision_addr;
+        from.llm_addr = config.llm_addr;
+        from.worker.vision_url = config.worker.vision_url;
+        from.worker.llm_url = config.worker.llm_url;
+        config = from;
+    }
+    if let Some(queue) = args.queue {
+        config.worker.queue = queue;
+    }
 
     let mut pipeline = Pipeline::start(config)
         .await
@@ -298,6 +346,11 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<ExitCode> {
             (exporter, spans)
         }
     };
+    // Child processes export where this process would.
+    let child_otlp = match &exporter {
+        Exporter::Otlp { endpoint, .. } => endpoint.clone(),
+        _ => None,
+    };
     let telemetry = TelemetryConfig {
         sampling: scenario.tracing.sampling,
         exporter,
@@ -315,10 +368,19 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<ExitCode> {
             log_path.display()
         );
     }
+    let services = match args.services {
+        ServicesArg::InProcess => Services::InProcess,
+        ServicesArg::Process => Services::Process {
+            exe: std::env::current_exe().context("finding the tracebench executable")?,
+            scenario: args.file.clone(),
+            otlp_endpoint: child_otlp,
+        },
+    };
     let options = RunOptions {
         out: args.out.clone(),
         junit: args.junit.clone(),
         quiet: args.quiet,
+        services,
     };
     let result = match run(&scenario, &infra, Some(&guard), spans, &options).await {
         Ok(r) => r,

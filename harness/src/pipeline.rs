@@ -182,7 +182,16 @@ impl Pipeline {
                 (Some(k), brokers)
             }
             KafkaChoice::External(brokers) => {
-                kafka::ensure_topics(brokers).await?;
+                let uses_kafka = [
+                    tb_worker::SERVICE,
+                    tb_consumers::CHARACTER,
+                    tb_consumers::MY,
+                ]
+                .iter()
+                .any(|s| runs(s));
+                if uses_kafka {
+                    kafka::ensure_topics(brokers).await?;
+                }
                 (None, brokers.clone())
             }
         };

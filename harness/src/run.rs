@@ -12,6 +12,7 @@ use tb_consumers::{CHARACTER, MY};
 use tb_telemetry::{SpanCounts, TelemetryGuard};
 
 use crate::attribution::{Attribution, attribute, critical_path};
+use crate::children::Children;
 use crate::infra::{InfraError, InfraReport, Provisioned};
 use crate::load::{self, Followed, Latencies, Requests, Target, Tracker};
 use crate::model::Span;
@@ -33,6 +34,31 @@ pub struct RunOptions {
     pub junit: Option<PathBuf>,
     /// No progress output.
     pub quiet: bool,
+    /// Where the services run.
+    pub services: Services,
+}
+
+/// Where the services run.
+#[derive(Clone, Debug, Default)]
+pub enum Services {
+    /// All in this process (the default).
+    #[default]
+    InProcess,
+    /// Each as its own `tracebench service <name>` child process.
+    Process {
+        /// The `tracebench` executable.
+        exe: PathBuf,
+        /// The scenario file the children read their knobs from.
+        scenario: PathBuf,
+        /// Where the children export spans.
+        otlp_endpoint: Option<String>,
+    },
+}
+
+/// The services of a run, however they run.
+enum Running {
+    InProcess(Pipeline),
+    Children(Children),
 }
 
 /// Where the run's spans can be read after the load.
@@ -185,6 +211,9 @@ pub enum RunError {
     /// The pipeline did not start.
     #[error("pipeline: {0}")]
     Start(#[from] StartError),
+    /// The service processes did not start.
+    #[error("services: {0}")]
+    Children(#[from] crate::children::ChildrenError),
     /// The load generator's thread failed.
     #[error("load generator: {0}")]
     Generator(std::io::Error),
@@ -431,18 +460,43 @@ pub async fn run(
     config.worker.queue = format!("scan.tasks.run-{run_id}");
     let queue = config.worker.queue.clone();
     let amqp_url = config.amqp_url.clone();
-    let mut pipeline = Pipeline::start(config).await?;
-    let scan_api = pipeline.scan_api.ok_or_else(|| {
-        RunError::Start(StartError::UnknownService(
-            "scan-api did not start".to_owned(),
-        ))
-    })?;
+    let (running, scan_api, mut processed) = match &options.services {
+        Services::InProcess => {
+            let mut pipeline = Pipeline::start(config).await?;
+            let scan_api = pipeline.scan_api.ok_or_else(|| {
+                RunError::Start(StartError::UnknownService(
+                    "scan-api did not start".to_owned(),
+                ))
+            })?;
+            let processed = std::mem::replace(
+                &mut pipeline.processed,
+                tokio::sync::mpsc::unbounded_channel().1,
+            );
+            (Running::InProcess(pipeline), scan_api, processed)
+        }
+        Services::Process {
+            exe,
+            scenario: file,
+            otlp_endpoint,
+        } => {
+            let mut children = Children::spawn(
+                exe,
+                file,
+                &config,
+                otlp_endpoint.as_deref(),
+                options.out.as_deref(),
+            )
+            .await?;
+            let processed = std::mem::replace(
+                &mut children.processed,
+                tokio::sync::mpsc::unbounded_channel().1,
+            );
+            let scan_api = children.scan_api;
+            (Running::Children(children), scan_api, processed)
+        }
+    };
 
     let tracker = Arc::new(Tracker::default());
-    let mut processed = std::mem::replace(
-        &mut pipeline.processed,
-        tokio::sync::mpsc::unbounded_channel().1,
-    );
     let feed = {
         let tracker = tracker.clone();
         tokio::spawn(async move {
@@ -541,7 +595,10 @@ pub async fn run(
         .map_err(RunError::Generator)?;
     progress.finish();
 
-    let errors = pipeline.shutdown().await;
+    let errors = match running {
+        Running::InProcess(pipeline) => pipeline.shutdown().await,
+        Running::Children(children) => children.shutdown().await,
+    };
     feed.abort();
     for (service, e) in &errors {
         eprintln!("tracebench: {service} stopped with an error: {e}");

@@ -242,3 +242,49 @@ fn ratio_sampling_traces_about_a_tenth_of_scans_each_complete_and_nothing_else()
         "an unsampled scan left spans behind: {traces}"
     );
 }
+
+#[test]
+fn the_smoke_scenario_passes_with_every_service_in_its_own_process() {
+    let dir = scratch("process");
+    let out = tracebench(&[
+        "run",
+        "scenarios/smoke.yaml",
+        "--out",
+        dir.to_str().expect("utf-8"),
+        "--services",
+        "process",
+        "--quiet",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("result.json")).expect("result.json"))
+            .expect("json");
+    // Six processes, one trace per scan: the spans came from the children over OTLP.
+    assert_eq!(
+        result["traces"]["complete_ratio"], 1.0,
+        "{}",
+        result["traces"]
+    );
+    assert_eq!(result["scans"]["lost"], 0);
+    for service in [
+        "scan-api",
+        "worker",
+        "vision-api",
+        "llm-api",
+        "character-consumer",
+        "my-consumer",
+    ] {
+        let log =
+            std::fs::read_to_string(dir.join(format!("{service}.log"))).expect("a log per child");
+        assert!(
+            log.contains("tracebench services running"),
+            "{service}: {log}"
+        );
+    }
+}

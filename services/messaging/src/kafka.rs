@@ -16,7 +16,7 @@ use rdkafka::consumer::StreamConsumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{BaseProducer, FutureProducer, FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
 use tb_telemetry::carrier;
 use tb_telemetry::spans::{self, MessagingSystem, keys};
@@ -160,6 +160,28 @@ pub async fn ensure_topics(brokers: &str) -> Result<(), KafkaSetupError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()?;
+    // Topics that exist already need nothing, and some Kafka-compatible brokers (librdkafka's
+    // mock cluster among them) do not implement CreateTopics at all. Metadata is a blocking call.
+    let owned = brokers.to_owned();
+    let all_exist = tokio::task::spawn_blocking(move || -> Result<bool, KafkaError> {
+        let probe: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &owned)
+            .create()?;
+        let metadata = probe
+            .client()
+            .fetch_metadata(None, Duration::from_secs(10))?;
+        Ok(TOPICS.iter().all(|t| {
+            metadata
+                .topics()
+                .iter()
+                .any(|m| m.name() == *t && m.error().is_none())
+        }))
+    })
+    .await
+    .map_err(|_| KafkaSetupError::Embedded)??;
+    if all_exist {
+        return Ok(());
+    }
     let topics: Vec<NewTopic<'_>> = TOPICS
         .iter()
         .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
