@@ -19,6 +19,30 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// `tracebench run scenarios/<name>.yaml --out <dir> --quiet <extra>`: asserts the exit code
+/// and returns the parsed `result.json`.
+fn run_scenario(name: &str, dir: &Path, extra: &[&str], exit: i32) -> serde_json::Value {
+    let file = format!("scenarios/{name}.yaml");
+    let mut args = vec![
+        "run",
+        file.as_str(),
+        "--out",
+        dir.to_str().expect("utf-8"),
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    let out = tracebench(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(exit),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(dir.join("result.json")).expect("result.json"))
+        .expect("json")
+}
+
 #[test]
 fn check_accepts_the_shipped_scenarios() {
     for file in [
@@ -74,25 +98,12 @@ fn a_bad_scenario_exits_2_naming_the_field() {
 fn the_smoke_scenario_passes_and_writes_result_json() {
     let dir = scratch("smoke");
     let junit = dir.join("junit.xml");
-    let out = tracebench(&[
-        "run",
-        "scenarios/smoke.yaml",
-        "--out",
-        dir.to_str().expect("utf-8"),
-        "--junit",
-        junit.to_str().expect("utf-8"),
-        "--quiet",
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let result = run_scenario(
+        "smoke",
+        &dir,
+        &["--junit", junit.to_str().expect("utf-8")],
+        0,
     );
-    let result: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("result.json")).expect("result.json"))
-            .expect("json");
     assert_eq!(result["scenario"], "smoke");
     assert_eq!(result["passed"], true);
     assert_eq!(result["infra"]["kafka"]["source"], "embedded");
@@ -163,24 +174,8 @@ fn the_smoke_scenario_passes_and_writes_result_json() {
 #[test]
 fn headers_stripped_at_the_kafka_hop_are_reported_as_that_edge_broken() {
     let dir = scratch("strip");
-    let out = tracebench(&[
-        "run",
-        "scenarios/strip-kafka.yaml",
-        "--out",
-        dir.to_str().expect("utf-8"),
-        "--quiet",
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
     // The default expectation (every trace complete) fails: exit 1, not 0 or 2.
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("result.json")).expect("result.json"))
-            .expect("json");
+    let result = run_scenario("strip-kafka", &dir, &[], 1);
     let traces = &result["traces"];
     assert!(
         traces["expected"].as_u64().expect("expected") >= 1000,
@@ -211,23 +206,7 @@ fn headers_stripped_at_the_kafka_hop_are_reported_as_that_edge_broken() {
 #[test]
 fn ratio_sampling_traces_about_a_tenth_of_scans_each_complete_and_nothing_else() {
     let dir = scratch("sampled");
-    let out = tracebench(&[
-        "run",
-        "scenarios/sampled.yaml",
-        "--out",
-        dir.to_str().expect("utf-8"),
-        "--quiet",
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("result.json")).expect("result.json"))
-            .expect("json");
+    let result = run_scenario("sampled", &dir, &[], 0);
     let traces = &result["traces"];
     let (scans, expected) = (
         traces["scans"].as_f64().expect("scans"),
@@ -246,25 +225,7 @@ fn ratio_sampling_traces_about_a_tenth_of_scans_each_complete_and_nothing_else()
 #[test]
 fn the_smoke_scenario_passes_with_every_service_in_its_own_process() {
     let dir = scratch("process");
-    let out = tracebench(&[
-        "run",
-        "scenarios/smoke.yaml",
-        "--out",
-        dir.to_str().expect("utf-8"),
-        "--services",
-        "process",
-        "--quiet",
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("result.json")).expect("result.json"))
-            .expect("json");
+    let result = run_scenario("smoke", &dir, &["--services", "process"], 0);
     // Six processes, one trace per scan: the spans came from the children over OTLP.
     assert_eq!(
         result["traces"]["complete_ratio"], 1.0,

@@ -8,20 +8,19 @@
 //! `interop/python/requirements.txt`) and passes its interpreter as `TB_PYTHON`. Without it
 //! every test here says so on stderr and passes without running.
 
+mod common;
+
 use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::{amqp_url, drop_queue, queue, telemetry};
 use opentelemetry::trace::{SpanId, SpanKind, TraceId};
 use serde_json::Value;
-use tb_mocks::Latency;
-use tb_telemetry::{
-    Exporter, FinishedSpan, LogFormat, MemorySpans, Sampling, TelemetryConfig, TelemetryGuard,
-};
-use tracebench::pipeline::{KafkaChoice, Pipeline, PipelineConfig, SERVICES};
+use tb_telemetry::FinishedSpan;
+use tracebench::pipeline::{Pipeline, PipelineConfig};
 
 /// How long a Python process may take to show the span a test waits for. Interpreter start-up,
 /// Celery's boot and a Kafka group join are a few seconds here; the margin is for a loaded CI.
@@ -41,33 +40,6 @@ fn python() -> Option<PathBuf> {
             None
         }
     }
-}
-
-fn amqp_url() -> String {
-    std::env::var("TB_AMQP_URL").unwrap_or_else(|_| tb_messaging::amqp::DEFAULT_URL.to_owned())
-}
-
-struct Telemetry {
-    spans: MemorySpans,
-    guard: TelemetryGuard,
-}
-
-/// One telemetry setup for the whole test binary (a process has one global subscriber),
-/// exporting every Rust service's spans into memory under its own `service.name`.
-fn telemetry() -> &'static Telemetry {
-    static T: OnceLock<Telemetry> = OnceLock::new();
-    T.get_or_init(|| {
-        let spans = MemorySpans::default();
-        let config = TelemetryConfig {
-            sampling: Sampling::AlwaysOn,
-            exporter: Exporter::Memory(spans.clone()),
-            log_format: LogFormat::None,
-            ..TelemetryConfig::default()
-        };
-        let guard = tb_telemetry::init_services_with_writer(&SERVICES, config, std::io::sink)
-            .expect("telemetry");
-        Telemetry { spans, guard }
-    })
 }
 
 /// A directory of its own for one test's span files and process output, removed afterwards.
@@ -215,28 +187,6 @@ async fn python_span(
     }
 }
 
-/// The Rust spans of `trace_id`, polled until `done` holds for them or 30 s passed.
-async fn rust_trace_until(
-    trace_id: TraceId,
-    done: impl Fn(&[FinishedSpan]) -> bool,
-) -> Vec<FinishedSpan> {
-    let t = telemetry();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        t.guard.flush().ok();
-        let spans: Vec<FinishedSpan> = t
-            .spans
-            .spans()
-            .into_iter()
-            .filter(|s| s.span.span_context.trace_id() == trace_id)
-            .collect();
-        if done(&spans) || Instant::now() > deadline {
-            return spans;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn find<'a>(spans: &'a [FinishedSpan], service: &str, name: &str) -> Option<&'a FinishedSpan> {
     spans
         .iter()
@@ -268,31 +218,10 @@ fn py_span_id(span: &Value, field: &str) -> SpanId {
     SpanId::from_hex(hex).expect("a span id")
 }
 
-fn queue() -> String {
-    format!("scan.tasks.test-{}", uuid::Uuid::new_v4())
-}
-
-/// The pipeline's `services` on `queue`, with fast mocks, on the real RabbitMQ and the embedded
-/// Kafka (or `TB_KAFKA_BROKERS`).
+/// The pipeline's `services` only, on `queue`.
 fn config(queue: &str, services: &[&'static str]) -> PipelineConfig {
-    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let mut c = PipelineConfig {
-        services: services.to_vec(),
-        amqp_url: amqp_url(),
-        kafka: std::env::var("TB_KAFKA_BROKERS")
-            .map_or(KafkaChoice::Embedded, KafkaChoice::External),
-        scan_api_addr: any,
-        vision_addr: any,
-        llm_addr: any,
-        store_latency: Duration::from_millis(1),
-        ..PipelineConfig::default()
-    };
-    c.vision.latency = Latency::Constant { ms: 5.0 };
-    c.llm.ttft = Latency::Constant { ms: 5.0 };
-    c.llm.per_token = Latency::Constant { ms: 0.1 };
-    c.llm.tokens = 10;
-    c.worker.queue = queue.to_owned();
-    c.worker.rule_match_work = Duration::from_millis(1);
+    let mut c = common::config(queue);
+    c.services = services.to_vec();
     c
 }
 
@@ -314,18 +243,6 @@ async fn post_scan(pipeline: &Pipeline) -> (String, TraceId) {
     let trace_id =
         TraceId::from_hex(body["trace_id"].as_str().expect("trace_id")).expect("a trace id");
     (task_id, trace_id)
-}
-
-/// Deletes a test's queue (durable, so it would otherwise outlive the test).
-async fn drop_queue(queue: &str) {
-    let connection = tb_messaging::amqp::connect(&amqp_url())
-        .await
-        .expect("amqp");
-    let channel = connection.create_channel().await.expect("channel");
-    channel
-        .queue_delete(queue.into(), lapin::options::QueueDeleteOptions::default())
-        .await
-        .expect("queue deleted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -360,7 +277,7 @@ async fn python_celery_worker_continues_the_trace_scan_api_published() {
     })
     .await;
     let publish_name = format!("publish {queue}");
-    let spans = rust_trace_until(trace_id, |s| has(s, "scan-api", &publish_name)).await;
+    let spans = common::trace_until(trace_id, |s| has(s, "scan-api", &publish_name)).await;
     let publish = find(&spans, "scan-api", &publish_name).expect("scan-api's publish span");
 
     assert_eq!(publish.span.span_kind, SpanKind::Producer);
@@ -445,7 +362,7 @@ async fn rust_worker_continues_the_trace_a_python_celery_client_sent() {
     );
 
     let trace_id = py_trace_id(apply);
-    let spans = rust_trace_until(trace_id, |s| has(s, "worker", "publish scan.completed")).await;
+    let spans = common::trace_until(trace_id, |s| has(s, "worker", "publish scan.completed")).await;
     let process = find(&spans, "worker", "process_image").unwrap_or_else(|| {
         panic!(
             "no worker span in the Python trace; the worker's spans: {:?}",
@@ -531,7 +448,7 @@ async fn python_kafka_consumer_continues_trace_from_headers() {
         s["attributes"]["scan.task_id"] == task_id.as_str()
     })
     .await;
-    let spans = rust_trace_until(trace_id, |s| has(s, "worker", "publish scan.completed")).await;
+    let spans = common::trace_until(trace_id, |s| has(s, "worker", "publish scan.completed")).await;
     let publish = find(&spans, "worker", "publish scan.completed").expect("the worker announced");
 
     assert_eq!(process["name"], "process scan.completed");

@@ -4,112 +4,18 @@
 //!
 //! Each test uses its own queue, so tests sharing the broker never take each other's tasks.
 
+mod common;
+
 use std::collections::HashMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+use common::{config, drop_queue, queue, telemetry, trace_until};
 use opentelemetry::trace::{SpanKind, TraceId};
 use serde_json::Value;
 use tb_consumers::{CHARACTER, MY};
-use tb_mocks::{Faults, Latency};
-use tb_telemetry::{
-    Exporter, FinishedSpan, MemorySpans, Sampling, TelemetryConfig, TelemetryGuard,
-};
-use tracebench::pipeline::{KafkaChoice, Pipeline, PipelineConfig, SERVICES};
-
-/// Log lines, kept in memory so a test can find the worker's line for its scan.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl Logs {
-    fn lines(&self) -> Vec<Value> {
-        let bytes = self
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-}
-
-struct Telemetry {
-    spans: MemorySpans,
-    logs: Logs,
-    guard: TelemetryGuard,
-}
-
-/// One telemetry setup for the whole test binary (a process has one global subscriber), the
-/// same `init_services` path `tracebench service all` takes, exporting every service's spans
-/// into memory under its own `service.name` and the JSON logs into a buffer.
-fn telemetry() -> &'static Telemetry {
-    static T: OnceLock<Telemetry> = OnceLock::new();
-    T.get_or_init(|| {
-        let spans = MemorySpans::default();
-        let logs = Logs::default();
-        let config = TelemetryConfig {
-            sampling: Sampling::AlwaysOn,
-            exporter: Exporter::Memory(spans.clone()),
-            log_filter: Some("info".to_owned()),
-            ..TelemetryConfig::default()
-        };
-        let guard = tb_telemetry::init_services_with_writer(&SERVICES, config, logs.clone())
-            .expect("telemetry");
-        Telemetry { spans, logs, guard }
-    })
-}
-
-fn queue() -> String {
-    format!("scan.tasks.test-{}", uuid::Uuid::new_v4())
-}
-
-fn config(queue: &str) -> PipelineConfig {
-    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let mut c = PipelineConfig {
-        amqp_url: std::env::var("TB_AMQP_URL")
-            .unwrap_or_else(|_| tb_messaging::amqp::DEFAULT_URL.to_owned()),
-        kafka: std::env::var("TB_KAFKA_BROKERS")
-            .map_or(KafkaChoice::Embedded, KafkaChoice::External),
-        scan_api_addr: any,
-        vision_addr: any,
-        llm_addr: any,
-        store_latency: Duration::from_millis(1),
-        ..PipelineConfig::default()
-    };
-    c.vision.latency = Latency::Constant { ms: 5.0 };
-    c.llm.ttft = Latency::Constant { ms: 5.0 };
-    c.llm.per_token = Latency::Constant { ms: 0.1 };
-    c.llm.tokens = 10;
-    c.worker.queue = queue.to_owned();
-    c.worker.rule_match_work = Duration::from_millis(1);
-    c.worker.retry_backoff = Duration::from_millis(10);
-    c.consumers.handle_latency = Duration::from_millis(1);
-    c.consumers.grant_latency = Duration::from_millis(1);
-    c
-}
+use tb_mocks::Faults;
+use tb_telemetry::FinishedSpan;
+use tracebench::pipeline::Pipeline;
 
 async fn post_scan(pipeline: &Pipeline, traceparent: Option<&str>) -> (u16, Value) {
     let addr = pipeline.scan_api.expect("scan-api runs");
@@ -135,29 +41,6 @@ async fn wait_processed(pipeline: &mut Pipeline, task_id: &str) {
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => panic!("scan {task_id} not processed by both consumers: {seen:?}"),
         }
-    }
-}
-
-/// The spans of `trace_id`, polled until `done` holds for them or 10 s passed (spans end after
-/// the consumers report, and export in batches).
-async fn trace_until(
-    trace_id: TraceId,
-    done: impl Fn(&[FinishedSpan]) -> bool,
-) -> Vec<FinishedSpan> {
-    let t = telemetry();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        t.guard.flush().ok();
-        let spans: Vec<FinishedSpan> = t
-            .spans
-            .spans()
-            .into_iter()
-            .filter(|s| s.span.span_context.trace_id() == trace_id)
-            .collect();
-        if done(&spans) || Instant::now() > deadline {
-            return spans;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -322,18 +205,6 @@ fn expected(queue: &str, root_parent: &str, attempts: usize) -> Vec<Shape> {
     ]);
     v.sort();
     v
-}
-
-/// Deletes a test's queue (durable, so it would otherwise outlive the test).
-async fn drop_queue(queue: &str) {
-    let url =
-        std::env::var("TB_AMQP_URL").unwrap_or_else(|_| tb_messaging::amqp::DEFAULT_URL.to_owned());
-    let connection = tb_messaging::amqp::connect(&url).await.expect("amqp");
-    let channel = connection.create_channel().await.expect("channel");
-    channel
-        .queue_delete(queue.into(), lapin::options::QueueDeleteOptions::default())
-        .await
-        .expect("queue deleted");
 }
 
 fn trace_id_of(body: &Value) -> TraceId {
