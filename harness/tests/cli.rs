@@ -249,3 +249,19 @@ fn the_smoke_scenario_passes_with_every_service_in_its_own_process() {
         );
     }
 }
+
+#[test]
+fn the_seed_pipeline_reads_the_same_bottlenecks_as_the_design() {
+    // The design: Vision API ≈ 39 %, LLM API ≈ 46 % of end-to-end time.
+    let dir = scratch("seed");
+    let result = run_scenario("seed-pipeline", &dir, &[], 0);
+    let shares = &result["critical_path"]["by_service"];
+    let llm = shares["llm-api"].as_f64().expect("llm-api share");
+    let vision = shares["vision-api"].as_f64().expect("vision-api share");
+    assert!((0.40..=0.52).contains(&llm), "llm-api {llm}");
+    assert!((0.32..=0.45).contains(&vision), "vision-api {vision}");
+    assert_eq!(
+        result["critical_path"]["bottleneck"], "POST /v1/chat/completions",
+        "{shares}"
+    );
+}
