@@ -109,7 +109,7 @@ fn walk<'a>(
         }
         // The gap between this child's end and the cursor: the span's own time while it ran,
         // broker (or scheduling) time after it ended.
-        self_or_queue(span, child_end, cursor, None, out);
+        self_time(span, child_end, cursor, out);
         walk(child, child_end, children, memo, out);
         let resumed = child.start_ns.max(span.start_ns);
         // Time between the parent's end and an asynchronous child's start is the hop's.
@@ -128,11 +128,11 @@ fn walk<'a>(
         }
     }
     if cursor > span.start_ns {
-        self_or_queue(span, span.start_ns, cursor, None, out);
+        self_time(span, span.start_ns, cursor, out);
     }
 }
 
-fn self_or_queue(span: &Span, from: u64, to: u64, _hint: Option<&str>, out: &mut Vec<Segment>) {
+fn self_time(span: &Span, from: u64, to: u64, out: &mut Vec<Segment>) {
     if to <= from {
         return;
     }

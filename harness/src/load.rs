@@ -33,6 +33,40 @@ pub trait Target: Send + Sync + 'static {
     fn send(&self, seq: u64) -> impl Future<Output = Result<Option<String>, String>> + Send;
 }
 
+/// `GET url` with a shared client: the plainest target, for the generator's own bench and
+/// self-tests. Success is any 2xx with its body read (so the connection is reused).
+#[derive(Debug)]
+pub struct HttpGet {
+    client: reqwest::Client,
+    url: String,
+}
+
+impl HttpGet {
+    /// A target GETting `url` over at most `connections` pooled connections.
+    pub fn new(url: impl Into<String>, connections: usize) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(connections)
+                .build()
+                .unwrap_or_default(),
+            url: url.into(),
+        }
+    }
+}
+
+impl Target for HttpGet {
+    async fn send(&self, _seq: u64) -> Result<Option<String>, String> {
+        match self.client.get(&self.url).send().await {
+            Ok(r) if r.status().is_success() => {
+                r.bytes().await.map_err(|e| e.to_string())?;
+                Ok(None)
+            }
+            Ok(r) => Err(r.status().to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
 /// Arrival offsets from the start of the run, for `warmup + duration`.
 ///
 /// Constant arrivals are at `n / rate` exactly (no accumulated rounding); Poisson arrivals have

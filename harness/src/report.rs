@@ -251,12 +251,7 @@ pub fn html(r: &RunResult) -> Result<String, DrawError> {
         );
     }
     h.push_str("</table><h2>Latency (ms)</h2><table><tr><th></th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>");
-    for (name, l) in [
-        ("HTTP corrected", r.latency.http.corrected),
-        ("HTTP uncorrected", r.latency.http.uncorrected),
-        ("end to end corrected", r.latency.end_to_end.corrected),
-        ("end to end uncorrected", r.latency.end_to_end.uncorrected),
-    ] {
+    for (name, l) in r.latency.rows() {
         let _ = write!(
             h,
             "<tr><td style=\"text-align:left\">{name}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td></tr>",

@@ -159,6 +159,18 @@ pub struct LatencySection {
     pub end_to_end: Latencies,
 }
 
+impl LatencySection {
+    /// The four figures as the reports label them.
+    pub fn rows(&self) -> [(&'static str, crate::load::Percentiles); 4] {
+        [
+            ("http corrected", self.http.corrected),
+            ("http uncorrected", self.http.uncorrected),
+            ("e2e corrected", self.end_to_end.corrected),
+            ("e2e uncorrected", self.end_to_end.uncorrected),
+        ]
+    }
+}
+
 /// `result.json`: a stable schema, documented in `scenarios/README.md`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
@@ -837,12 +849,7 @@ pub fn summary(r: &RunResult) -> String {
         s,
         "\nlatency ms           p50       p90       p99      p99.9       max"
     );
-    for (name, l) in [
-        ("http corrected", r.latency.http.corrected),
-        ("http uncorrected", r.latency.http.uncorrected),
-        ("e2e corrected", r.latency.end_to_end.corrected),
-        ("e2e uncorrected", r.latency.end_to_end.uncorrected),
-    ] {
+    for (name, l) in r.latency.rows() {
         let _ = writeln!(
             s,
             "{name:<17}{:>9.1} {:>9.1} {:>9.1} {:>10.1} {:>9.1}",

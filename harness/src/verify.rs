@@ -388,6 +388,20 @@ pub struct TraceSummary {
     pub examples: Vec<Example>,
 }
 
+impl TraceSummary {
+    /// Counts `spans` as strays and keeps the first few as examples.
+    fn note_strays(&mut self, spans: &[&Span]) {
+        self.stray_spans += spans.len() as u64;
+        let room = 5usize.saturating_sub(self.stray_examples.len());
+        self.stray_examples.extend(
+            spans
+                .iter()
+                .take(room)
+                .map(|s| format!("{} ({})", label(s), s.trace_id)),
+        );
+    }
+}
+
 /// An incomplete trace for the report.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Example {
@@ -483,15 +497,7 @@ pub fn judge(
             .collect();
         if !is_sampled {
             // Nothing of an unsampled scan may be recorded anywhere.
-            summary.stray_spans += members.len() as u64;
-            for s in members
-                .iter()
-                .take(5usize.saturating_sub(summary.stray_examples.len()))
-            {
-                summary
-                    .stray_examples
-                    .push(format!("{} ({})", label(s), s.trace_id));
-            }
+            summary.note_strays(&members);
             verdicts.push(ScanVerdict {
                 task_id: scan.task_id.clone(),
                 trace_id: scan.trace_id.clone(),
@@ -533,15 +539,7 @@ pub fn judge(
     // Spans in traces no scan claimed.
     for (trace, members) in &by_trace {
         if !claimed.contains(trace) {
-            summary.stray_spans += members.len() as u64;
-            for s in members
-                .iter()
-                .take(5usize.saturating_sub(summary.stray_examples.len()))
-            {
-                summary
-                    .stray_examples
-                    .push(format!("{} ({trace})", label(s)));
-            }
+            summary.note_strays(members);
         }
     }
     summary.complete_ratio = if summary.expected == 0 {

@@ -258,8 +258,23 @@ fn the_seed_pipeline_reads_the_same_bottlenecks_as_the_design() {
     let shares = &result["critical_path"]["by_service"];
     let llm = shares["llm-api"].as_f64().expect("llm-api share");
     let vision = shares["vision-api"].as_f64().expect("vision-api share");
-    assert!((0.40..=0.52).contains(&llm), "llm-api {llm}");
-    assert!((0.32..=0.45).contains(&vision), "vision-api {vision}");
+    // Absolute shares move with the machine's load (a busy CI stretches scan-api's own span
+    // and dilutes both; measured 45/37 % alone, 38/31 % beside the other CLI tests), so the
+    // test holds the reading itself: the two APIs dominate, in the design's ratio (46/39 ≈ 1.18).
+    let others = shares
+        .as_object()
+        .expect("shares")
+        .iter()
+        .filter(|(k, _)| !k.ends_with("-api") || k.as_str() == "scan-api")
+        .filter_map(|(_, v)| v.as_f64())
+        .fold(0.0, f64::max);
+    assert!(vision > others && llm > vision, "{shares}");
+    assert!(
+        (1.0..=1.5).contains(&(llm / vision)),
+        "llm/vision {}",
+        llm / vision
+    );
+    assert!(llm + vision > 0.6, "{shares}");
     assert_eq!(
         result["critical_path"]["bottleneck"], "POST /v1/chat/completions",
         "{shares}"

@@ -10,23 +10,8 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
-use tracebench::load::{self, Plan, Target, Tracker};
+use tracebench::load::{self, HttpGet, Plan, Tracker};
 use tracebench::scenario::{Arrival, Load};
-
-struct Get {
-    client: reqwest::Client,
-    url: String,
-}
-
-impl Target for Get {
-    async fn send(&self, _seq: u64) -> Result<Option<String>, String> {
-        match self.client.get(&self.url).send().await {
-            Ok(r) if r.status().is_success() => Ok(None),
-            Ok(r) => Err(r.status().to_string()),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-}
 
 #[test]
 fn corrected_p99_sees_a_one_second_stall_that_uncorrected_hides() {
@@ -56,10 +41,7 @@ fn corrected_p99_sees_a_one_second_stall_that_uncorrected_hides() {
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move { axum::serve(listener, app).await });
 
-        let target = Arc::new(Get {
-            client: reqwest::Client::new(),
-            url: format!("http://{addr}/"),
-        });
+        let target = Arc::new(HttpGet::new(format!("http://{addr}/"), 32));
         let plan = Plan {
             load: Load {
                 arrival: Arrival::Constant { rate: 1000.0 },
@@ -72,7 +54,6 @@ fn corrected_p99_sees_a_one_second_stall_that_uncorrected_hides() {
             drain: Duration::from_secs(10),
         };
         let report = load::drive(target, plan, Arc::new(Tracker::default()), |_, _| {}).await;
-        eprintln!("http {:?}", report.http);
         assert_eq!(report.requests.failed, 0, "{:?}", report.sample_errors);
         assert_eq!(report.requests.skipped, 0);
         let corrected = report.http.corrected.p99;

@@ -98,7 +98,12 @@ async fn an_accepted_scan_is_a_confirmed_celery_task_on_the_queue() {
     assert_eq!(task.task, "scan.process_image");
     assert_eq!(task.args[1], "https://img.example/can.jpg");
     assert_eq!(task.kwargs["user_id"], "u-1");
-    assert!(headers.inner().contains_key("traceparent") || body["trace_id"].is_null());
+    // The task carries a traceparent exactly when the answer names a trace.
+    assert_eq!(
+        headers.inner().contains_key("traceparent"),
+        !body["trace_id"].is_null(),
+        "{body}"
+    );
 
     let record = f
         .store
