@@ -29,8 +29,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use tracebench::load::{self, HttpGet, Plan, Tracker};
-use tracebench::scenario::{Arrival, Load};
+use tb_load::{Arrival, HttpGet, Load, Plan, Tracker};
 
 const SECONDS: u64 = 5;
 
@@ -86,7 +85,7 @@ fn main() {
                 seed: 1,
                 drain: Duration::from_secs(10),
             };
-            load::drive(target, plan, Arc::new(Tracker::default()), |_, _| {}).await
+            tb_load::drive(target, plan, Arc::new(Tracker::default()), |_, _| {}).await
         });
         let achieved = report.requests.ok as f64 / SECONDS as f64;
         println!(

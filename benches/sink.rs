@@ -46,7 +46,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, Key
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message as _;
-use tracebench::sink::TraceStore;
+use tb_traces::sink::TraceStore;
 
 /// Spans per export request: the SDKs' default `max_export_batch_size`.
 const SPANS_PER_REQUEST: usize = 512;

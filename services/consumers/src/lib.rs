@@ -33,25 +33,15 @@ pub const CHARACTER_GROUP: &str = "character";
 /// The my consumer's consumer group.
 pub const MY_GROUP: &str = "my";
 
-/// How the consumers run.
+/// How the consumers run. The seed's values live with the pipeline (`tb_pipeline::seed`).
 #[derive(Clone, Debug)]
 pub struct ConsumerConfig {
     /// Whether the CONSUMER span is the producer's child or a new trace linked to it.
     pub relation: ConsumerRelation,
-    /// Simulated time of `handle_scan_completed` (the seed's 50 ms, times the time scale).
+    /// Simulated time of `handle_scan_completed` itself, before `grant_reward` runs inside it.
     pub handle_latency: Duration,
-    /// Simulated time of `grant_reward` (the seed's 30 ms, times the time scale).
+    /// Simulated time of `grant_reward`.
     pub grant_latency: Duration,
-}
-
-impl Default for ConsumerConfig {
-    fn default() -> Self {
-        Self {
-            relation: ConsumerRelation::Child,
-            handle_latency: Duration::from_millis(20),
-            grant_latency: Duration::from_millis(10),
-        }
-    }
 }
 
 /// A scan event a consumer finished with, for whoever counts scans end to end.

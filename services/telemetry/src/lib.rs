@@ -9,6 +9,7 @@
 //! - [`setup`]: provider, sampler, exporter and JSON logs for one service ([`init`]).
 //! - [`service`]: which service a span belongs to when several share a process.
 //! - [`log`]: the JSON log format that carries `trace_id` and `span_id`.
+//! - `testing` (feature `testing`): an in-memory exporter for tests.
 
 pub mod baggage;
 pub mod carrier;
@@ -18,11 +19,13 @@ pub mod propagator;
 pub mod service;
 pub mod setup;
 pub mod spans;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod w3c;
 
 pub use propagator::{InvalidContexts, W3cPropagator};
 pub use setup::{
-    BatchSettings, Exporter, FinishedSpan, InitError, LogFormat, MemorySpans, Protocol, Sampling,
-    SpanCounts, TelemetryConfig, TelemetryGuard, init, init_services, init_services_with_writer,
+    BatchSettings, Exporter, FinishedSpan, InitError, LogFormat, Protocol, Sampling, SpanCounts,
+    TelemetryConfig, TelemetryGuard, init, init_services, init_services_with_writer,
     multi_service_provider, tracer_provider,
 };

@@ -6,12 +6,12 @@
 //! tests and benchmarks that install their own subscriber.
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use opentelemetry::trace::{Span as _, TracerProvider as _};
-use opentelemetry::{Context, Key, KeyValue, Value, global};
+use opentelemetry::{Context, KeyValue, Value, global};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -41,7 +41,11 @@ const SERVICE_ROUTE: &str = "tracebench.service";
 
 /// How spans are sampled. Every SDK-backed choice is parent-based: a remote parent's sampled
 /// flag decides, so one decision at the edge holds across every hop.
-#[derive(Clone, Copy, Debug, PartialEq)]
+///
+/// In a scenario file it reads `off`, `always_off`, `{ratio: 0.1}` or `always_on`; on a command
+/// line, `off`, `always-off` or `always-on` (see its [`FromStr`](std::str::FromStr)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Sampling {
     /// No SDK at all: no OpenTelemetry layer, no provider. The baseline of the overhead ladder.
     Off,
@@ -50,7 +54,27 @@ pub enum Sampling {
     /// Sample this share (0.0–1.0) of new traces by trace id.
     Ratio(f64),
     /// Sample every new trace.
+    #[default]
     AlwaysOn,
+}
+
+/// A sampler name that is not one of `off`, `always-off`, `always-on`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown sampler {0:?}; expected off, always-off or always-on")]
+pub struct UnknownSampling(String);
+
+impl std::str::FromStr for Sampling {
+    type Err = UnknownSampling;
+
+    /// Parses a command line's sampler; `_` and `-` are alike.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.replace('_', "-").as_str() {
+            "off" => Ok(Self::Off),
+            "always-off" => Ok(Self::AlwaysOff),
+            "always-on" => Ok(Self::AlwaysOn),
+            _ => Err(UnknownSampling(s.to_owned())),
+        }
+    }
 }
 
 /// OTLP transport.
@@ -78,8 +102,9 @@ pub enum Exporter {
         /// Per-export timeout.
         timeout: Duration,
     },
-    /// Into memory, for tests and for harness runs that read spans in-process.
-    Memory(MemorySpans),
+    /// Into memory, for tests (the `testing` feature).
+    #[cfg(feature = "testing")]
+    Memory(crate::testing::MemorySpans),
 }
 
 /// One exported span with the `service.name` of the resource it was exported under.
@@ -89,63 +114,6 @@ pub struct FinishedSpan {
     pub service: String,
     /// The span as the SDK exported it.
     pub span: SpanData,
-}
-
-/// Spans exported by [`Exporter::Memory`]; clones share one buffer.
-#[derive(Clone, Default)]
-pub struct MemorySpans(Arc<Mutex<Vec<FinishedSpan>>>);
-
-impl MemorySpans {
-    /// Everything exported so far, in export order.
-    pub fn spans(&self) -> Vec<FinishedSpan> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Removes and returns everything exported so far.
-    pub fn take(&self) -> Vec<FinishedSpan> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-}
-
-impl fmt::Debug for MemorySpans {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.0.lock().unwrap_or_else(PoisonError::into_inner).len();
-        f.debug_struct("MemorySpans").field("spans", &n).finish()
-    }
-}
-
-/// Two handles are equal when they share a buffer.
-impl PartialEq for MemorySpans {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-/// The exporter behind [`Exporter::Memory`]; learns its service from the resource.
-#[derive(Debug)]
-struct MemoryExporter {
-    spans: MemorySpans,
-    service: String,
-}
-
-impl SpanExporter for MemoryExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let mut spans = self.spans.0.lock().unwrap_or_else(PoisonError::into_inner);
-        spans.extend(batch.into_iter().map(|span| FinishedSpan {
-            service: self.service.clone(),
-            span,
-        }));
-        Ok(())
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        if let Some(name) = resource.get(&Key::from_static_str(SERVICE_NAME)) {
-            self.service = name.to_string();
-        }
-    }
 }
 
 /// Batch span processor settings.
@@ -609,10 +577,11 @@ fn provider_for(
             &stats,
             config.batch,
         )?,
+        #[cfg(feature = "testing")]
         Exporter::Memory(spans) => batch_processor(
             services,
             || {
-                Ok(MemoryExporter {
+                Ok(crate::testing::MemoryExporter {
                     spans: spans.clone(),
                     service: service_name.to_owned(),
                 })

@@ -49,8 +49,10 @@ impl fmt::Display for MessagingSystem {
     }
 }
 
-/// How a consumer span relates to the producer that sent the message.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How a consumer span relates to the producer that sent the message: `child` or `link`, in a
+/// scenario file and on a command line alike.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ConsumerRelation {
     /// The producer span is the consumer span's parent: one trace end to end.
     #[default]
@@ -58,6 +60,23 @@ pub enum ConsumerRelation {
     /// The consumer span starts a new trace and links to the producer span, as the messaging
     /// conventions suggest for batch or fan-out consumers.
     Link,
+}
+
+/// A relation name that is neither `child` nor `link`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown relation {0:?}; expected child or link")]
+pub struct UnknownRelation(String);
+
+impl std::str::FromStr for ConsumerRelation {
+    type Err = UnknownRelation;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "child" => Ok(Self::Child),
+            "link" => Ok(Self::Link),
+            _ => Err(UnknownRelation(s.to_owned())),
+        }
+    }
 }
 
 /// Sets `cx` as the span's parent. Must happen before the span is first entered.

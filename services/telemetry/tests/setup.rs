@@ -1,9 +1,9 @@
 //! Provider setup: sampler validation, the counting pipeline and `Sampling::Off`.
 
 use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+use tb_telemetry::testing::MemorySpans;
 use tb_telemetry::{
-    Exporter, MemorySpans, Sampling, TelemetryConfig, multi_service_provider, service,
-    tracer_provider,
+    Exporter, Sampling, TelemetryConfig, multi_service_provider, service, tracer_provider,
 };
 
 fn config(sampling: Sampling) -> TelemetryConfig {

@@ -37,7 +37,8 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 /// The service name the worker's spans carry.
 pub const SERVICE: &str = "worker";
 
-/// How the worker runs. Build it directly; [`WorkerConfig::default`] matches the local demo.
+/// How the worker runs. Build it directly; [`WorkerConfig::default`] has the local demo's wiring
+/// and a short `rule_match` (the seed's figures live with the pipeline, `tb_pipeline::seed`).
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
     /// Queue to consume.

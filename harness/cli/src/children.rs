@@ -1,0 +1,208 @@
+//! `tracebench run --services process`: every service of the pipeline as its own
+//! `tracebench service <name>` child process, for overhead and fault runs where sharing one
+//! process (one runtime, one allocator, one telemetry pipeline) would blur the picture.
+//!
+//! Children get the scenario file (so every knob matches the in-process run) and the run's
+//! [`Wiring`]; they export spans over OTLP to the harness's sink. End-to-end completion comes
+//! from the consumers' structured [`ProcessedLine`]s on their stdout, not from their logs, so
+//! it holds at any log level. Children are killed when the handle is dropped, so an error or
+//! Ctrl-C in the harness never leaves one behind; a normal shutdown asks each to stop (SIGINT)
+//! so it drains, acks, commits and flushes its spans first.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tb_consumers::Processed;
+use tb_messaging::kafka::EmbeddedKafka;
+use tb_pipeline::{KafkaChoice, ProcessedLine, SERVICES, Wiring};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+use crate::service::command_line;
+
+/// Why the children could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ChildrenError {
+    /// A process could not be spawned, or a port found.
+    #[error("starting {0}: {1}")]
+    Spawn(&'static str, std::io::Error),
+    /// The embedded Kafka broker did not start.
+    #[error("kafka: {0}")]
+    Kafka(#[from] tb_messaging::kafka::KafkaSetupError),
+    /// scan-api never accepted connections.
+    #[error("scan-api did not listen on {0} within 60 s (see its log)")]
+    NotReady(SocketAddr),
+}
+
+/// How a child ended other than cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ChildExit {
+    /// It exited with a failure status.
+    #[error("exited with {0}")]
+    Failed(std::process::ExitStatus),
+    /// Waiting for it failed.
+    #[error("waiting for it: {0}")]
+    Wait(std::io::Error),
+    /// It did not stop within the grace period and was killed.
+    #[error("did not stop within 30 s; killed")]
+    Killed,
+}
+
+/// A child's output stream: copied line by line into its log file, with every processed
+/// line also sent to `tx`.
+async fn pump(
+    stream: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    tx: mpsc::UnboundedSender<Processed>,
+    log: Option<PathBuf>,
+) {
+    let mut file = match &log {
+        Some(path) => tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .await
+            .ok(),
+        None => None,
+    };
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some((consumer, task_id)) = ProcessedLine::parse(&line) {
+            let _ = tx.send(Processed {
+                consumer,
+                task_id,
+                at: Instant::now(),
+            });
+        }
+        if let Some(f) = &mut file {
+            let _ = f.write_all(line.as_bytes()).await;
+            let _ = f.write_all(b"\n").await;
+        }
+    }
+}
+
+/// The running children.
+pub struct Children {
+    procs: Vec<(&'static str, Child)>,
+    /// scan-api's address.
+    pub scan_api: SocketAddr,
+    /// Scan events the consumers finished, from their logs.
+    pub processed: mpsc::UnboundedReceiver<Processed>,
+    _kafka: Option<EmbeddedKafka>,
+}
+
+fn free_port(name: &'static str) -> Result<SocketAddr, ChildrenError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| ChildrenError::Spawn(name, e))
+}
+
+impl Children {
+    /// Spawns one `exe service <name>` per service with `scenario`'s knobs and `wiring`'s
+    /// brokers and queue (its listen addresses are replaced by free ports), exporting to
+    /// `otlp`; each child's output goes to `log_dir/<name>.log`.
+    ///
+    /// # Errors
+    ///
+    /// Fails when a child cannot be spawned, the embedded broker does not start, or scan-api
+    /// does not come up.
+    pub async fn spawn(
+        exe: &Path,
+        scenario: &Path,
+        wiring: &Wiring,
+        otlp: Option<&str>,
+        log_dir: Option<&Path>,
+    ) -> Result<Self, ChildrenError> {
+        let (kafka, brokers) = match &wiring.kafka {
+            KafkaChoice::Embedded => {
+                // The mock cluster is a real broker on a local port: children connect to it.
+                let k = EmbeddedKafka::start()?;
+                let b = k.bootstrap_servers().to_owned();
+                (Some(k), b)
+            }
+            KafkaChoice::External(b) => (None, b.clone()),
+        };
+        let scan_api = free_port("scan-api")?;
+        let vision = free_port("vision-api")?;
+        let llm = free_port("llm-api")?;
+        let wiring = Wiring {
+            kafka: KafkaChoice::External(brokers),
+            scan_api_addr: scan_api,
+            vision_addr: vision,
+            llm_addr: llm,
+            vision_url: format!("http://{vision}"),
+            llm_url: format!("http://{llm}"),
+            ..wiring.clone()
+        };
+        let (tx, processed) = mpsc::unbounded_channel();
+        let mut procs = Vec::new();
+        for name in SERVICES {
+            let mut command = Command::new(exe);
+            command
+                .args(command_line(name, &wiring, scenario, otlp))
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true);
+            let mut child = command.spawn().map_err(|e| ChildrenError::Spawn(name, e))?;
+            let log: Option<PathBuf> = log_dir.map(|d| d.join(format!("{name}.log")));
+            let streams = [
+                child
+                    .stdout
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+                child
+                    .stderr
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            ];
+            for stream in streams.into_iter().flatten() {
+                tokio::spawn(pump(stream, tx.clone(), log.clone()));
+            }
+            procs.push((name, child));
+        }
+        let children = Self {
+            procs,
+            scan_api,
+            processed,
+            _kafka: kafka,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while tokio::net::TcpStream::connect(scan_api).await.is_err() {
+            if Instant::now() > deadline {
+                return Err(ChildrenError::NotReady(scan_api));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(children)
+    }
+
+    /// Asks every child to stop (SIGINT, as Ctrl-C would), waits up to 30 s each, kills what
+    /// is left, and returns the services that did not exit cleanly.
+    pub async fn shutdown(mut self) -> Vec<(&'static str, ChildExit)> {
+        for (_, child) in &self.procs {
+            if let Some(pid) = child.id() {
+                // `kill -INT` keeps this crate free of unsafe signal calls.
+                let _ = Command::new("kill")
+                    .args(["-INT", &pid.to_string()])
+                    .status()
+                    .await;
+            }
+        }
+        let mut errors = Vec::new();
+        for (name, child) in &mut self.procs {
+            match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
+                Ok(Ok(status)) if status.success() => {}
+                Ok(Ok(status)) => errors.push((*name, ChildExit::Failed(status))),
+                Ok(Err(e)) => errors.push((*name, ChildExit::Wait(e))),
+                Err(_) => {
+                    let _ = child.start_kill();
+                    errors.push((*name, ChildExit::Killed));
+                }
+            }
+        }
+        errors
+    }
+}

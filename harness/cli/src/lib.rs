@@ -1,0 +1,22 @@
+//! The tracebench harness behind the `tracebench` binary: what a run is made of, between the
+//! scenario file and the reports.
+//!
+//! | module        | what                                                                   |
+//! |---------------|------------------------------------------------------------------------|
+//! | [`scenario`]  | scenario files in two stages: [`scenario::raw`] as written, [`scenario::plan`] validated |
+//! | [`infra`]     | where RabbitMQ, Kafka and the trace backend come from (testcontainers where Docker answers) |
+//! | [`service`]   | `tracebench service`, and the command line of each child process       |
+//! | [`children`]  | `--services process`: every service as a child, reaped on any exit     |
+//! | [`run`]       | one run as named steps: start → probe → drive → drain → verify → judge |
+//! | [`report`]    | `result.json`'s schema (at the bottom), terminal, JUnit and HTML       |
+//!
+//! The pieces it builds on are crates of their own: `tb-pipeline` (the system under test),
+//! `tb-load` (the generator), `tb-traces` (spans, sink, query client) and `tb-verify`
+//! (judging and attribution).
+
+pub mod children;
+pub mod infra;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod service;

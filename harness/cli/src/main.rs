@@ -1,0 +1,311 @@
+//! `tracebench`: the one binary. `tracebench service all` runs the whole scan pipeline in this
+//! process; `tracebench service <name>` runs one service of it; `tracebench run FILE` drives a
+//! scenario and reports; `tracebench check FILE` validates one.
+//!
+//! Exit codes are decided here and nowhere else: 0 passed, 1 an expectation failed, 2 any
+//! usage, configuration or infrastructure error (every `Err` that reaches [`main`]).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use tb_pipeline::SERVICES;
+use tb_telemetry::{Exporter, Protocol, Sampling, TelemetryConfig};
+use tb_traces::TraceClient;
+use tb_traces::sink::{RunningSink, SinkConfig};
+use tracebench::infra::{Env, Provisioned};
+use tracebench::report::RunResult;
+use tracebench::run::{RunOptions, Services, SpanSource, run};
+use tracebench::scenario::{RawExporter, Scenario};
+use tracebench::service::ServiceArgs;
+
+#[derive(Parser)]
+#[command(
+    name = "tracebench",
+    version,
+    about = "A testbench for distributed tracing"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the scan pipeline's services: `all`, or one of scan-api, worker, vision-api,
+    /// llm-api, character-consumer, my-consumer.
+    Service(Box<ServiceArgs>),
+    /// Run a scenario: provision, start the pipeline, drive the load, report. Exit 0 when every
+    /// expectation holds, 1 when one fails, 2 on errors.
+    Run(RunArgs),
+    /// Validate a scenario file without running it (exit 0 valid, 2 invalid).
+    Check {
+        /// The scenario file.
+        file: PathBuf,
+    },
+    /// Render a run's `result.json` as one self-contained HTML page.
+    Report {
+        /// The `result.json` of a run.
+        result: PathBuf,
+        /// Where to write the HTML.
+        #[arg(long)]
+        html: PathBuf,
+    },
+    /// Run the trace sink standalone: OTLP in (gRPC and HTTP), a Tempo-shaped query API out.
+    Sink {
+        /// OTLP/gRPC listen address.
+        #[arg(long, default_value = "127.0.0.1:4317")]
+        grpc_addr: SocketAddr,
+        /// OTLP/HTTP and query API listen address.
+        #[arg(long, default_value = "127.0.0.1:4318")]
+        http_addr: SocketAddr,
+        /// Most spans kept; beyond it the oldest traces are evicted whole.
+        #[arg(long, default_value_t = 1_000_000)]
+        max_spans: usize,
+    },
+}
+
+#[derive(Parser)]
+struct RunArgs {
+    /// The scenario file (`scenarios/smoke.yaml`).
+    file: PathBuf,
+    /// Directory for `result.json` and the services' log.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also write a JUnit XML report (one test case per expectation) here.
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// Where the services run: `in-process` (default) or `process` (each as its own child
+    /// `tracebench service <name>`, always reaped).
+    #[arg(long, value_enum, default_value = "in-process")]
+    services: ServicesArg,
+    /// No progress output.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ServicesArg {
+    /// Every service in this process.
+    InProcess,
+    /// Each service as a child process.
+    Process,
+}
+
+/// Exit code 1: the run finished and an expectation failed.
+const FAILED: u8 = 1;
+/// Exit code 2: usage, configuration or infrastructure error.
+const ERROR: u8 = 2;
+
+/// Where a run's spans go and where the verifier reads them back.
+struct Collection {
+    exporter: Exporter,
+    spans: SpanSource,
+    /// The embedded sink, when the scenario uses it; shut down after the verdict.
+    sink: Option<RunningSink>,
+}
+
+/// The embedded sink receives the services' spans over OTLP/gRPC, exactly as Tempo would, and
+/// the verifier reads them back from its store; an external backend is read through its
+/// query API.
+async fn collection(scenario: &Scenario, infra: &Provisioned) -> anyhow::Result<Collection> {
+    let collect = scenario.tracing.sampling != Sampling::Off;
+    let otlp = |endpoint| Exporter::Otlp {
+        protocol: Protocol::Grpc,
+        endpoint,
+        timeout: Duration::from_secs(10),
+    };
+    Ok(match scenario.tracing.exporter {
+        RawExporter::Embedded => {
+            let any = SocketAddr::from(([127, 0, 0, 1], 0));
+            let running = tb_traces::sink::start(SinkConfig {
+                grpc_addr: any,
+                http_addr: any,
+                ..SinkConfig::default()
+            })
+            .await
+            .context("starting the embedded trace sink")?;
+            let spans = if collect {
+                SpanSource::Store(running.store().clone())
+            } else {
+                SpanSource::None
+            };
+            Collection {
+                exporter: otlp(Some(running.grpc_endpoint())),
+                spans,
+                sink: Some(running),
+            }
+        }
+        RawExporter::Discard => Collection {
+            exporter: Exporter::Discard,
+            spans: SpanSource::None,
+            sink: None,
+        },
+        RawExporter::Otlp => Collection {
+            exporter: otlp(infra.otlp_endpoint.clone()),
+            spans: match infra.tempo_url.clone() {
+                Some(url) if collect => SpanSource::Query(TraceClient::new(url)),
+                _ => SpanSource::None,
+            },
+            sink: None,
+        },
+    })
+}
+
+/// The services' log file: in the output directory, or a temporary file.
+fn services_log(args: &RunArgs, scenario: &Scenario) -> anyhow::Result<(PathBuf, std::fs::File)> {
+    let path = match &args.out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            dir.join("services.log")
+        }
+        None => std::env::temp_dir().join(format!("tracebench-{}.log", scenario.name)),
+    };
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    Ok((path, file))
+}
+
+/// `tracebench run`: load → provision → collect → run → report.
+async fn run_scenario(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let scenario = Scenario::load(&args.file).context("scenario error")?;
+    let otlp = scenario.tracing.exporter == RawExporter::Otlp;
+    let infra = tracebench::infra::provision(&scenario.infra, &Env::from_process(), otlp)
+        .await
+        .context("infrastructure")?;
+    let (log_path, log) = services_log(&args, &scenario)?;
+    let collection = collection(&scenario, &infra).await?;
+    // Child processes export where this process would.
+    let child_otlp = match &collection.exporter {
+        Exporter::Otlp { endpoint, .. } => endpoint.clone(),
+        _ => None,
+    };
+    let telemetry = TelemetryConfig {
+        sampling: scenario.tracing.sampling,
+        exporter: collection.exporter.clone(),
+        batch: scenario.tracing.batch,
+        log_filter: Some("info".to_owned()),
+        ..TelemetryConfig::default()
+    };
+    let guard = tb_telemetry::init_services_with_writer(&SERVICES, telemetry, Arc::new(log))
+        .context("setting up telemetry")?;
+    if !args.quiet {
+        eprintln!(
+            "tracebench: running {} ({}); service logs in {}",
+            scenario.name,
+            args.file.display(),
+            log_path.display()
+        );
+    }
+    let services = match args.services {
+        ServicesArg::InProcess => Services::InProcess,
+        ServicesArg::Process => Services::Process {
+            exe: std::env::current_exe().context("finding the tracebench executable")?,
+            scenario: args.file.clone(),
+            otlp_endpoint: child_otlp,
+        },
+    };
+    let options = RunOptions {
+        out: args.out.clone(),
+        junit: args.junit.clone(),
+        quiet: args.quiet,
+        services,
+    };
+    let result = run(&scenario, &infra, Some(&guard), collection.spans, &options).await?;
+    print!("{}", tracebench::report::summary(&result));
+    if let Some(dir) = &args.out {
+        println!("wrote {}", dir.join("result.json").display());
+    }
+    if let Some(sink) = collection.sink {
+        let _ = sink.shutdown().await;
+    }
+    Ok(if result.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(FAILED)
+    })
+}
+
+fn report(result: &Path, html: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read(result).with_context(|| format!("reading {}", result.display()))?;
+    let parsed: RunResult = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a tracebench result.json", result.display()))?;
+    let page = tracebench::report::html(&parsed)?;
+    std::fs::write(html, page).with_context(|| format!("writing {}", html.display()))?;
+    println!("wrote {}", html.display());
+    Ok(())
+}
+
+async fn sink_standalone(config: SinkConfig) -> anyhow::Result<()> {
+    let _guard = tb_telemetry::init(
+        "tracebench-sink",
+        TelemetryConfig {
+            sampling: Sampling::Off,
+            ..TelemetryConfig::default()
+        },
+    )
+    .context("setting up logs")?;
+    tb_traces::sink::serve(config, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .context("running the sink")
+}
+
+fn check(file: &Path) -> anyhow::Result<()> {
+    let scenario = Scenario::load(file).context("scenario error")?;
+    println!("{}: ok ({})", file.display(), scenario.name);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
+    let result = match cli.command {
+        Command::Service(args) => done(tracebench::service::serve(*args).await),
+        Command::Run(args) => run_scenario(args).await,
+        Command::Report { result, html } => done(report(&result, &html)),
+        Command::Sink {
+            grpc_addr,
+            http_addr,
+            max_spans,
+        } => done(
+            sink_standalone(SinkConfig {
+                grpc_addr,
+                http_addr,
+                max_spans,
+            })
+            .await,
+        ),
+        Command::Check { file } => done(check(&file)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tracebench: {}", describe(&e));
+            ExitCode::from(ERROR)
+        }
+    }
+}
+
+/// An error and its causes on one line, each cause said once: some errors repeat their
+/// source in their own message, others leave it to the chain.
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}

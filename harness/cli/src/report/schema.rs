@@ -1,0 +1,124 @@
+//! `result.json`'s types: the schema at the bottom, below the run that fills it and the reports
+//! that read it. Stable (schema version 1), documented in `scenarios/README.md`.
+
+use serde::{Deserialize, Serialize};
+use tb_load::{Followed, Latencies, Percentiles, Requests};
+use tb_telemetry::SpanCounts;
+use tb_verify::{Attribution, TraceSummary, Waterfall};
+
+use crate::infra::InfraReport;
+
+/// Version of the `result.json` schema (see `scenarios/README.md`).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The traces section of `result.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TracesSection {
+    /// Where spans were read from: `embedded` or the query URL.
+    pub source: String,
+    /// Verification aggregates.
+    #[serde(flatten)]
+    pub summary: TraceSummary,
+    /// The waterfall of the median complete trace (by critical-path length).
+    pub median: Option<Waterfall>,
+    /// The waterfall of the slowest complete trace.
+    pub slowest: Option<Waterfall>,
+}
+
+/// One expectation's verdict.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// The expectation, as named in the scenario (`expect.min_success_rate`).
+    pub name: String,
+    /// The threshold.
+    pub expected: f64,
+    /// What the run measured.
+    pub actual: f64,
+    /// Whether it held.
+    pub passed: bool,
+}
+
+/// Span counts of the run's tracer provider.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpanSummary {
+    /// Sampled spans that ended.
+    pub ended: u64,
+    /// Spans exported.
+    pub exported: u64,
+    /// Spans dropped or still pending at the end.
+    pub dropped: u64,
+}
+
+impl From<SpanCounts> for SpanSummary {
+    fn from(c: SpanCounts) -> Self {
+        Self {
+            ended: c.ended,
+            exported: c.exported,
+            dropped: c.dropped_or_pending(),
+        }
+    }
+}
+
+/// Latency of both kinds a scan has.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencySection {
+    /// `POST /scan` until its 202.
+    pub http: Latencies,
+    /// `POST /scan` until both consumers processed the scan.
+    pub end_to_end: Latencies,
+}
+
+impl LatencySection {
+    /// The four figures as the reports label them.
+    pub fn rows(&self) -> [(&'static str, Percentiles); 4] {
+        [
+            ("http corrected", self.http.corrected),
+            ("http uncorrected", self.http.uncorrected),
+            ("e2e corrected", self.end_to_end.corrected),
+            ("e2e uncorrected", self.end_to_end.uncorrected),
+        ]
+    }
+}
+
+/// `result.json`: a stable schema, documented in `scenarios/README.md`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Scenario name.
+    pub scenario: String,
+    /// Seed.
+    pub seed: u64,
+    /// When load started (RFC 3339, UTC).
+    pub started_at: String,
+    /// Measured seconds (warmup excluded).
+    pub duration_s: f64,
+    /// What infrastructure was used.
+    pub infra: InfraReport,
+    /// Request counters of the measured window.
+    pub requests: Requests,
+    /// Scans followed end to end.
+    pub scans: Followed,
+    /// Rate the schedule offered (requests/s).
+    pub target_rps: f64,
+    /// Rate served: successful answers per measured second.
+    pub throughput_rps: f64,
+    /// Latencies in ms.
+    pub latency: LatencySection,
+    /// Span counts.
+    pub spans: SpanSummary,
+    /// Time from the last scan's completion (spans flushed) to the verdict, ms.
+    pub verification_ms: f64,
+    /// Propagation verification (absent when spans are not collected).
+    pub traces: Option<TracesSection>,
+    /// Latency attribution over complete traces.
+    pub critical_path: Option<Attribution>,
+    /// End-to-end corrected latency histogram: `[upper bound ms, count]` buckets.
+    pub histogram: Vec<(f64, u64)>,
+    /// Up to five failure messages.
+    pub sample_errors: Vec<String>,
+    /// Every expectation's verdict.
+    pub expectations: Vec<Verdict>,
+    /// Whether every expectation held.
+    pub passed: bool,
+}

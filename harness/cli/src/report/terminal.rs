@@ -1,0 +1,108 @@
+//! The terminal summary of a run.
+
+use std::fmt::Write as _;
+
+use super::schema::RunResult;
+
+/// The terminal summary.
+pub fn summary(r: &RunResult) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "scenario {} (seed {}), {:.0} s measured",
+        r.scenario, r.seed, r.duration_s
+    );
+    let _ = writeln!(
+        s,
+        "requests  sent {}  ok {}  failed {}  late {}  skipped {}   {:.1}/s served of {:.1}/s offered",
+        r.requests.sent,
+        r.requests.ok,
+        r.requests.failed,
+        r.requests.late,
+        r.requests.skipped,
+        r.throughput_rps,
+        r.target_rps
+    );
+    let _ = writeln!(
+        s,
+        "scans     accepted {}  completed {}  lost {}",
+        r.scans.accepted, r.scans.completed, r.scans.lost
+    );
+    let _ = writeln!(
+        s,
+        "spans     ended {}  exported {}  dropped {}",
+        r.spans.ended, r.spans.exported, r.spans.dropped
+    );
+    let _ = writeln!(
+        s,
+        "\nlatency ms           p50       p90       p99      p99.9       max"
+    );
+    for (name, l) in r.latency.rows() {
+        let _ = writeln!(
+            s,
+            "{name:<17}{:>9.1} {:>9.1} {:>9.1} {:>10.1} {:>9.1}",
+            l.p50, l.p90, l.p99, l.p999, l.max
+        );
+    }
+    if let Some(t) = &r.traces {
+        let t2 = &t.summary;
+        let _ = writeln!(
+            s,
+            "\ntraces    expected {} of {} scans  complete {} ({:.1} %)  stray spans {}  (from {}, verdict in {:.0} ms)",
+            t2.expected,
+            t2.scans,
+            t2.complete,
+            t2.complete_ratio * 100.0,
+            t2.stray_spans,
+            t.source,
+            r.verification_ms
+        );
+        for (edge, n) in &t2.broken_edges {
+            let share = t2.broken_share.get(edge).copied().unwrap_or(0.0) * 100.0;
+            let _ = writeln!(s, "  broken  {edge}: {n} ({share:.1} %)");
+        }
+        for (span, n) in &t2.missing_spans {
+            let _ = writeln!(s, "  missing {span}: {n}");
+        }
+        for (span, n) in &t2.orphans {
+            let _ = writeln!(s, "  orphan  {span}: {n}");
+        }
+        for (p, n) in &t2.other_problems {
+            let _ = writeln!(s, "  other   {p}: {n}");
+        }
+        for e in &t2.stray_examples {
+            let _ = writeln!(s, "  stray   {e}");
+        }
+    }
+    if let Some(a) = &r.critical_path {
+        let _ = writeln!(
+            s,
+            "\ncritical path over {} scans, mean {:.1} ms (root span {:.1} ms); bottleneck {}",
+            a.scans,
+            a.mean_total_ms,
+            a.root_mean_ms,
+            a.bottleneck.as_deref().unwrap_or("-")
+        );
+        let mut by_service: Vec<_> = a.by_service.iter().collect();
+        by_service.sort_by(|x, y| y.1.total_cmp(x.1));
+        for (service, share) in by_service {
+            let _ = writeln!(s, "  {service:<20} {:>5.1} %", share * 100.0);
+        }
+    }
+    let _ = writeln!(s);
+    for v in &r.expectations {
+        let _ = writeln!(
+            s,
+            "{} {:<26} expected {:<10} got {:.4}",
+            if v.passed { "PASS" } else { "FAIL" },
+            v.name,
+            v.expected,
+            v.actual
+        );
+    }
+    for e in &r.sample_errors {
+        let _ = writeln!(s, "error: {e}");
+    }
+    let _ = writeln!(s, "{}", if r.passed { "PASSED" } else { "FAILED" });
+    s
+}

@@ -1,0 +1,365 @@
+//! `tracebench run`: on provisioned infrastructure, start the pipeline, drive the load, drain,
+//! verify the traces and judge the expectations — each step a function of its own below.
+//!
+//! | file          | what                                                            |
+//! |---------------|-----------------------------------------------------------------|
+//! | [`target`]    | `POST /scan` as the load generator's target                     |
+//! | [`progress`]  | the live line on stderr                                         |
+//! | [`traces`]    | reading spans back, judging every scan, waterfalls              |
+//! | [`expect`]    | the scenario's expectations, one verdict each                   |
+
+pub mod expect;
+mod progress;
+mod target;
+pub mod traces;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tb_consumers::{CHARACTER, MY, Processed};
+use tb_load::{LoadReport, Target as _, Tracker};
+use tb_pipeline::{Pipeline, StartError, Wiring};
+use tb_telemetry::TelemetryGuard;
+use tokio::sync::mpsc;
+
+pub use expect::{edge_matches, judge};
+pub use target::ScanError;
+pub use traces::SpanSource;
+
+use crate::children::{Children, ChildrenError};
+use crate::infra::{InfraError, Provisioned};
+use crate::report::{LatencySection, RunResult, SCHEMA_VERSION, SpanSummary};
+use crate::scenario::Scenario;
+use progress::Progress;
+use target::{PROBE, ScanTarget};
+
+/// How the harness runs a scenario (as opposed to what the scenario runs).
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Where `result.json` and `services.log` go.
+    pub out: Option<PathBuf>,
+    /// Where to write a JUnit report, one test case per expectation.
+    pub junit: Option<PathBuf>,
+    /// No progress output.
+    pub quiet: bool,
+    /// Where the services run.
+    pub services: Services,
+}
+
+/// Where the services run.
+#[derive(Clone, Debug, Default)]
+pub enum Services {
+    /// All in this process (the default).
+    #[default]
+    InProcess,
+    /// Each as its own `tracebench service <name>` child process.
+    Process {
+        /// The `tracebench` executable.
+        exe: PathBuf,
+        /// The scenario file the children read their knobs from.
+        scenario: PathBuf,
+        /// Where the children export spans.
+        otlp_endpoint: Option<String>,
+    },
+}
+
+/// Why a run could not produce a verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Infrastructure unavailable.
+    #[error("infrastructure: {0}")]
+    Infra(#[from] InfraError),
+    /// The pipeline did not start.
+    #[error("pipeline: {0}")]
+    Start(#[from] StartError),
+    /// The pipeline started without scan-api, so there is nothing to drive.
+    #[error("pipeline: scan-api did not start")]
+    NoScanApi,
+    /// The service processes did not start.
+    #[error("services: {0}")]
+    Children(#[from] ChildrenError),
+    /// The load generator's thread failed.
+    #[error("load generator: {0}")]
+    Generator(std::io::Error),
+    /// Writing the output failed.
+    #[error("writing {0}: {1}")]
+    Output(PathBuf, std::io::Error),
+}
+
+/// Runs `scenario` on provisioned infrastructure (see [`crate::infra::provision`]): starts the
+/// pipeline, drives it, drains it, verifies the traces and judges.
+///
+/// `telemetry` is the process's telemetry (installed by the caller for the scenario's tracing
+/// plan); its span counts go into the result.
+///
+/// # Errors
+///
+/// Fails when the pipeline does not start or the output cannot be written.
+pub async fn run(
+    scenario: &Scenario,
+    infra: &Provisioned,
+    telemetry: Option<&TelemetryGuard>,
+    spans: SpanSource,
+    options: &RunOptions,
+) -> Result<RunResult, RunError> {
+    if !options.quiet {
+        announce(infra);
+    }
+    // A queue of its own, so a run never takes tasks left by another (or leaves any behind).
+    let queue = format!("scan.tasks.run-{:016x}", rand::random::<u64>());
+    let wiring = Wiring::ephemeral(infra.amqp_url.clone(), infra.kafka.clone(), queue);
+    let (running, scan_api, processed) = start(scenario, &wiring, options).await?;
+    let tracker = Arc::new(Tracker::default());
+    let feed = tokio::spawn(count_completions(processed, tracker.clone()));
+    let target = Arc::new(ScanTarget::new(scan_api, scenario.load.connections));
+    probe(&target, &tracker).await;
+    let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let load = drive(scenario, target.clone(), tracker, options.quiet).await?;
+    for (service, e) in running.shutdown().await {
+        eprintln!("tracebench: {service} stopped with an error: {e}");
+    }
+    feed.abort();
+    delete_queue(&wiring).await;
+    let span_counts = telemetry.map_or_else(SpanSummary::default, |t| {
+        let _ = t.flush();
+        SpanSummary::from(t.span_counts())
+    });
+    let (scans, probe) = target.take();
+    let verifying = Instant::now();
+    let (traces, critical) =
+        traces::verify_traces(scenario, &scans, &spans, probe.as_deref()).await;
+    let verification_ms = verifying.elapsed().as_secs_f64() * 1e3;
+    let latency = LatencySection {
+        http: load.http,
+        end_to_end: load.end_to_end,
+    };
+    let offered = load.requests.sent + load.requests.skipped;
+    let summary = traces.as_ref().map(|t| &t.summary);
+    let expectations = judge(scenario, offered, &load.followed, &latency, summary);
+    let result = RunResult {
+        schema_version: SCHEMA_VERSION,
+        scenario: scenario.name.clone(),
+        seed: scenario.seed,
+        started_at,
+        duration_s: scenario.duration.as_secs_f64(),
+        infra: infra.report.clone(),
+        requests: load.requests,
+        scans: load.followed,
+        target_rps: load.target_rps,
+        throughput_rps: load.throughput_rps,
+        latency,
+        spans: span_counts,
+        verification_ms,
+        traces,
+        critical_path: critical,
+        histogram: load.histogram,
+        sample_errors: load.sample_errors,
+        passed: expectations.iter().all(|v| v.passed),
+        expectations,
+    };
+    write_outputs(&result, options)?;
+    Ok(result)
+}
+
+/// Says where each piece of infrastructure came from.
+fn announce(infra: &Provisioned) {
+    for (what, c) in [
+        ("rabbitmq", &infra.report.rabbitmq),
+        ("kafka", &infra.report.kafka),
+        ("traces", &infra.report.traces),
+    ] {
+        let address = c
+            .address
+            .as_deref()
+            .map(|a| format!(" ({a})"))
+            .unwrap_or_default();
+        eprintln!("tracebench: {what}: {}{address}", c.source);
+    }
+}
+
+/// The services of a run, however they run.
+enum Running {
+    InProcess(Pipeline),
+    Children(Children),
+}
+
+impl Running {
+    /// Stops every service after it drained; the ones that ended with an error, described.
+    async fn shutdown(self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::InProcess(pipeline) => pipeline
+                .shutdown()
+                .await
+                .into_iter()
+                .map(|(name, e)| (name, e.to_string()))
+                .collect(),
+            Self::Children(children) => children
+                .shutdown()
+                .await
+                .into_iter()
+                .map(|(name, e)| (name, e.to_string()))
+                .collect(),
+        }
+    }
+}
+
+/// Starts the scenario's pipeline on `wiring`, here or as child processes; returns it with
+/// scan-api's address and the stream of scan events the consumers finished.
+async fn start(
+    scenario: &Scenario,
+    wiring: &Wiring,
+    options: &RunOptions,
+) -> Result<(Running, SocketAddr, mpsc::UnboundedReceiver<Processed>), RunError> {
+    match &options.services {
+        Services::InProcess => {
+            let mut config = scenario.pipeline.clone();
+            config.wiring = wiring.clone();
+            let mut pipeline = Pipeline::start(config).await?;
+            let scan_api = pipeline.scan_api.ok_or(RunError::NoScanApi)?;
+            let processed = std::mem::replace(&mut pipeline.processed, mpsc::unbounded_channel().1);
+            Ok((Running::InProcess(pipeline), scan_api, processed))
+        }
+        Services::Process {
+            exe,
+            scenario: file,
+            otlp_endpoint,
+        } => {
+            let mut children = Children::spawn(
+                exe,
+                file,
+                wiring,
+                otlp_endpoint.as_deref(),
+                options.out.as_deref(),
+            )
+            .await?;
+            let processed = std::mem::replace(&mut children.processed, mpsc::unbounded_channel().1);
+            let scan_api = children.scan_api;
+            Ok((Running::Children(children), scan_api, processed))
+        }
+    }
+}
+
+/// Marks a scan complete once both consumers have processed it.
+async fn count_completions(
+    mut processed: mpsc::UnboundedReceiver<Processed>,
+    tracker: Arc<Tracker>,
+) {
+    let mut seen: HashMap<String, (bool, bool)> = HashMap::new();
+    while let Some(p) = processed.recv().await {
+        let entry = seen.entry(p.task_id.clone()).or_default();
+        if p.consumer == CHARACTER {
+            entry.0 = true;
+        } else if p.consumer == MY {
+            entry.1 = true;
+        }
+        if *entry == (true, true) {
+            seen.remove(&p.task_id);
+            tracker.complete(&p.task_id, p.at);
+        }
+    }
+}
+
+/// One probe scan first, followed until both consumers have it: the consumer groups have
+/// joined and every connection is up before the first measured arrival.
+async fn probe(target: &ScanTarget, tracker: &Tracker) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    match target.send(PROBE).await {
+        Ok(Some(id)) => {
+            tracker.follow_unmeasured(id);
+            while tracker.outstanding() > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if tracker.outstanding() > 0 {
+                eprintln!(
+                    "tracebench: the probe scan did not complete within 60 s; starting anyway"
+                );
+            }
+        }
+        Ok(None) => {}
+        Err(e) => eprintln!("tracebench: the probe scan failed: {e}; starting anyway"),
+    }
+}
+
+/// Drives the scenario's load on a thread and runtime of its own, then waits for every scan to
+/// finish end to end (or the drain to run out).
+async fn drive(
+    scenario: &Scenario,
+    target: Arc<ScanTarget>,
+    tracker: Arc<Tracker>,
+    quiet: bool,
+) -> Result<LoadReport, RunError> {
+    // Long enough for the slowest scan the scenario can produce: every retry's backoff and
+    // call timeout, plus a margin; a run ends sooner once every scan is in.
+    let worker = &scenario.pipeline.worker;
+    let drain = Duration::from_secs(30)
+        + (worker.call_timeout * 2
+            + worker.retry_backoff * 2u32.saturating_pow(worker.max_retries))
+            * (worker.max_retries + 1);
+    let plan = tb_load::Plan {
+        load: scenario.load,
+        warmup: scenario.warmup,
+        duration: scenario.duration,
+        seed: scenario.seed,
+        drain,
+    };
+    let progress = Arc::new(Progress::new(quiet));
+    let bar = progress.clone();
+    let began = Instant::now();
+    // The generator gets a thread and runtime of its own: the in-process services burn CPU on
+    // the shared runtime (rule_match spins), and a generator starved by them would send late
+    // and measure its own queueing.
+    let generator = std::thread::Builder::new()
+        .name("load-generator".to_owned())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            Ok::<_, std::io::Error>(runtime.block_on(tb_load::drive(
+                target,
+                plan,
+                tracker,
+                move |r, in_flight| bar.update(r, in_flight, began.elapsed()),
+            )))
+        })
+        .map_err(RunError::Generator)?;
+    let report = tokio::task::spawn_blocking(move || generator.join())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| RunError::Generator(std::io::Error::other("the load generator panicked")))?
+        .map_err(RunError::Generator)?;
+    progress.finish();
+    Ok(report)
+}
+
+/// Deletes the run's task queue (durable, so it would otherwise outlive the run).
+async fn delete_queue(wiring: &Wiring) {
+    if let Ok(connection) = tb_messaging::amqp::connect(&wiring.amqp_url).await
+        && let Ok(channel) = connection.create_channel().await
+    {
+        let _ = channel
+            .queue_delete(
+                wiring.queue.as_str().into(),
+                lapin::options::QueueDeleteOptions::default(),
+            )
+            .await;
+    }
+}
+
+/// `result.json` into the output directory, and the JUnit report, when asked for.
+fn write_outputs(result: &RunResult, options: &RunOptions) -> Result<(), RunError> {
+    if let Some(dir) = &options.out {
+        std::fs::create_dir_all(dir).map_err(|e| RunError::Output(dir.clone(), e))?;
+        let path = dir.join("result.json");
+        let json = serde_json::to_vec_pretty(result).unwrap_or_default();
+        std::fs::write(&path, json).map_err(|e| RunError::Output(path, e))?;
+    }
+    if let Some(path) = &options.junit {
+        std::fs::write(path, crate::report::junit(result))
+            .map_err(|e| RunError::Output(path.clone(), e))?;
+    }
+    Ok(())
+}

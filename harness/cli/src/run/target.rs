@@ -1,0 +1,109 @@
+//! The load generator's target in a run: `POST /scan` against scan-api, remembering each
+//! accepted scan's task and trace id for the verifier.
+
+use std::net::SocketAddr;
+use std::sync::{Mutex, PoisonError};
+
+use tb_load::Target;
+use tb_verify::Scan;
+
+/// Why one `POST /scan` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// The request did not get an answer.
+    #[error("POST /scan: {0}")]
+    Transport(reqwest::Error),
+    /// scan-api answered with something other than 202.
+    #[error("POST /scan: {status}: {body}")]
+    Refused {
+        /// The status.
+        status: reqwest::StatusCode,
+        /// The answer's body, as text.
+        body: String,
+    },
+    /// The 202's body could not be read as JSON.
+    #[error("POST /scan: body: {0}")]
+    Body(reqwest::Error),
+    /// The 202's body had no task id.
+    #[error("POST /scan: no task_id in the answer")]
+    NoTaskId,
+}
+
+/// `POST /scan` against scan-api; remembers each accepted scan's task and trace id.
+pub(crate) struct ScanTarget {
+    client: reqwest::Client,
+    url: String,
+    scans: Mutex<Vec<Scan>>,
+    /// The probe scan's task id: judged like the others, left out of latency attribution
+    /// (it pays for the consumer groups joining).
+    probe: Mutex<Option<String>>,
+}
+
+/// The sequence number of the probe scan.
+pub(crate) const PROBE: u64 = u64::MAX;
+
+impl ScanTarget {
+    /// A target for the scan-api at `scan_api`, over at most `connections` pooled connections.
+    pub(crate) fn new(scan_api: SocketAddr, connections: usize) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(connections)
+                .build()
+                .unwrap_or_default(),
+            url: format!("http://{scan_api}/scan"),
+            scans: Mutex::default(),
+            probe: Mutex::default(),
+        }
+    }
+
+    /// Every accepted scan so far, and the probe's task id.
+    pub(crate) fn take(&self) -> (Vec<Scan>, Option<String>) {
+        let scans = std::mem::take(&mut *self.scans.lock().unwrap_or_else(PoisonError::into_inner));
+        let probe = self
+            .probe
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        (scans, probe)
+    }
+}
+
+impl Target for ScanTarget {
+    type Error = ScanError;
+
+    async fn send(&self, seq: u64) -> Result<Option<String>, ScanError> {
+        const KINDS: [&str; 5] = ["bottle", "can", "box", "jar", "peel"];
+        let body = serde_json::json!({
+            "image_url": format!("https://img.example/{}/{seq}.jpg", KINDS[(seq % 5) as usize]),
+            "user_id": format!("user-{}", seq % 1000),
+        });
+        let response = self
+            .client
+            .post(&self.url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(ScanError::Transport)?;
+        let status = response.status();
+        if status.as_u16() != 202 {
+            let body = response.text().await.unwrap_or_default();
+            return Err(ScanError::Refused { status, body });
+        }
+        let body: serde_json::Value = response.json().await.map_err(ScanError::Body)?;
+        let id = body["task_id"].as_str().ok_or(ScanError::NoTaskId)?;
+        // The probe is a scan like any other: its spans must be judged, not counted as strays.
+        if seq == PROBE {
+            *self.probe.lock().unwrap_or_else(PoisonError::into_inner) = Some(id.to_owned());
+        }
+        if let Some(trace_id) = body["trace_id"].as_str() {
+            self.scans
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(Scan {
+                    task_id: id.to_owned(),
+                    trace_id: trace_id.to_owned(),
+                });
+        }
+        Ok(Some(id.to_owned()))
+    }
+}

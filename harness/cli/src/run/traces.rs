@@ -1,0 +1,113 @@
+//! Reading the run's spans back and judging them: every scan per edge, latency attributed over
+//! the complete ones, the median and slowest waterfalls.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tb_traces::Span;
+use tb_traces::TraceClient;
+use tb_traces::sink::TraceStore;
+use tb_verify::{Attribution, Scan, ScanVerdict, Waterfall, attribute, critical_path};
+
+use crate::report::TracesSection;
+use crate::scenario::Scenario;
+
+/// Where the run's spans can be read after the load.
+#[derive(Clone)]
+pub enum SpanSource {
+    /// The embedded sink's store, in this process.
+    Store(Arc<TraceStore>),
+    /// A Tempo-shaped query API (real Tempo, or a sink elsewhere).
+    Query(TraceClient),
+    /// Spans are not collected (sampling off, or a discard exporter).
+    None,
+}
+
+/// Whether the root of `trace_id` was sampled under the scenario's sampler, decided by the
+/// SDK's own sampler so the verifier and the services can never disagree.
+fn sampled_by(sampling: tb_telemetry::Sampling) -> impl Fn(&str) -> bool {
+    use opentelemetry::trace::{SpanKind, TraceId};
+    use opentelemetry_sdk::trace::{SamplingDecision, ShouldSample};
+    let sampler = match sampling {
+        tb_telemetry::Sampling::Off => None,
+        other => tb_telemetry::setup::sampler(other).ok(),
+    };
+    move |trace_id: &str| {
+        let (Some(sampler), Ok(id)) = (&sampler, TraceId::from_hex(trace_id)) else {
+            return false;
+        };
+        sampler
+            .should_sample(None, id, "POST /scan", &SpanKind::Server, &[], &[])
+            .decision
+            == SamplingDecision::RecordAndSample
+    }
+}
+
+/// Reads the run's spans, judges every scan and attributes latency over the complete ones.
+pub(crate) async fn verify_traces(
+    scenario: &Scenario,
+    scans: &[Scan],
+    source: &SpanSource,
+    probe: Option<&str>,
+) -> (Option<TracesSection>, Option<Attribution>) {
+    let sampled = sampled_by(scenario.tracing.sampling);
+    let (spans, name): (Vec<Span>, String) = match source {
+        SpanSource::None => return (None, None),
+        SpanSource::Store(store) => (
+            store
+                .trace_ids()
+                .iter()
+                .filter_map(|id| store.get(id))
+                .flatten()
+                .collect(),
+            "embedded".to_owned(),
+        ),
+        SpanSource::Query(client) => {
+            // Tempo assembles a trace from what its ingesters hold; spans can arrive after the
+            // first answer, so each trace is polled until complete or until a shared deadline
+            // that leaves room for Tempo's flush.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            let template = &scenario.expect.template;
+            let mut all = Vec::new();
+            for scan in scans.iter().filter(|s| sampled(&s.trace_id)) {
+                let one = std::slice::from_ref(scan);
+                let polled = client
+                    .trace_until(
+                        &scan.trace_id,
+                        |spans| tb_verify::judge(template, one, spans, |_| true).0.complete == 1,
+                        deadline,
+                        Duration::from_millis(250),
+                    )
+                    .await;
+                if let Ok(p) = polled {
+                    all.extend(p.spans);
+                }
+            }
+            (all, client.base_url().to_owned())
+        }
+    };
+    let (summary, verdicts) = tb_verify::judge(&scenario.expect.template, scans, &spans, &sampled);
+    let complete: Vec<&ScanVerdict> = verdicts
+        .iter()
+        .filter(|v| v.sampled && v.problems.is_empty() && Some(v.task_id.as_str()) != probe)
+        .collect();
+    let attribution = attribute(complete.iter().map(|v| v.spans.as_slice()));
+    let mut by_length: Vec<(u64, &ScanVerdict)> = complete
+        .iter()
+        .filter_map(|v| critical_path(&v.spans).map(|p| (p.total_ns, *v)))
+        .collect();
+    by_length.sort_by_key(|(t, _)| *t);
+    let median = by_length
+        .get(by_length.len() / 2)
+        .map(|(t, v)| Waterfall::of(v, *t));
+    let slowest = by_length.last().map(|(t, v)| Waterfall::of(v, *t));
+    (
+        Some(TracesSection {
+            source: name,
+            summary,
+            median,
+            slowest,
+        }),
+        (attribution.scans > 0).then_some(attribution),
+    )
+}

@@ -1,0 +1,481 @@
+//! Stage 2: the validated plan. [`Scenario::from_raw`] checks every value of a
+//! [`RawScenario`] and builds types that hold the invariants (positive rates, p99 above median,
+//! shares in 0–1); every error names the field.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use tb_load::{Arrival, Load};
+use tb_mocks::{Faults, Latency};
+use tb_pipeline::{PipelineConfig, seed};
+use tb_telemetry::spans::ConsumerRelation;
+use tb_telemetry::{BatchSettings, Sampling};
+use tb_verify::Template;
+
+use super::ScenarioError;
+use super::raw::{
+    Hop, InfraMode, RawArrival, RawExpect, RawExporter, RawFaults, RawInfra, RawLatency, RawLoad,
+    RawScenario, RawServices, RawTraceShape, RawTracing, RawWorker,
+};
+
+/// Expectations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expect {
+    /// Minimum success share.
+    pub min_success_rate: f64,
+    /// Maximum corrected end-to-end p99.
+    pub max_p99_ms: Option<f64>,
+    /// The expected trace.
+    pub template: Template,
+    /// Minimum complete-trace share.
+    pub min_complete_ratio: Option<f64>,
+    /// Most broken edges allowed, by edge key.
+    pub max_broken: BTreeMap<String, u64>,
+}
+
+/// The resolved infrastructure choices (URLs still to be provisioned).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Infra {
+    /// RabbitMQ mode.
+    pub rabbitmq: InfraMode,
+    /// RabbitMQ URL from the scenario.
+    pub amqp_url: Option<String>,
+    /// Kafka mode.
+    pub kafka: InfraMode,
+    /// Kafka brokers from the scenario.
+    pub kafka_brokers: Option<String>,
+    /// Trace backend mode.
+    pub traces: InfraMode,
+    /// OTLP endpoint from the scenario.
+    pub otlp_endpoint: Option<String>,
+    /// Tempo URL from the scenario.
+    pub tempo_url: Option<String>,
+}
+
+/// Tracing plan.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TracingPlan {
+    /// Sampler.
+    pub sampling: Sampling,
+    /// Exporter.
+    pub exporter: RawExporter,
+    /// Batch settings.
+    pub batch: BatchSettings,
+    /// Consumer relation.
+    pub relation: ConsumerRelation,
+}
+
+/// A validated scenario.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Seed.
+    pub seed: u64,
+    /// Measured duration.
+    pub duration: Duration,
+    /// Warmup.
+    pub warmup: Duration,
+    /// Time scale.
+    pub time_scale: f64,
+    /// Load.
+    pub load: Load,
+    /// The pipeline's knobs (addresses and infrastructure are filled in at run time).
+    pub pipeline: PipelineConfig,
+    /// Tracing.
+    pub tracing: TracingPlan,
+    /// Infrastructure.
+    pub infra: Infra,
+    /// Expectations.
+    pub expect: Expect,
+    /// `strip_headers` fault, if any.
+    pub strip: Option<(Hop, f64)>,
+}
+
+/// Collects the field path while stage 2 walks the raw scenario.
+struct Check<'a> {
+    file: &'a Path,
+}
+
+impl Check<'_> {
+    fn err(&self, path: &str, message: impl Into<String>) -> ScenarioError {
+        ScenarioError {
+            file: self.file.to_owned(),
+            path: path.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn duration(&self, path: &str, text: &str) -> Result<Duration, ScenarioError> {
+        humantime::parse_duration(text.trim()).map_err(|e| {
+            self.err(
+                path,
+                format!("expected a duration such as 10s or 500ms ({e}), got {text:?}"),
+            )
+        })
+    }
+
+    fn positive(&self, path: &str, value: f64) -> Result<f64, ScenarioError> {
+        if value.is_finite() && value > 0.0 {
+            Ok(value)
+        } else {
+            Err(self.err(path, format!("expected a number > 0, got {value}")))
+        }
+    }
+
+    fn non_negative(&self, path: &str, value: f64) -> Result<f64, ScenarioError> {
+        if value.is_finite() && value >= 0.0 {
+            Ok(value)
+        } else {
+            Err(self.err(path, format!("expected a number >= 0, got {value}")))
+        }
+    }
+
+    fn share(&self, path: &str, value: f64) -> Result<f64, ScenarioError> {
+        if (0.0..=1.0).contains(&value) {
+            Ok(value)
+        } else {
+            Err(self.err(
+                path,
+                format!("expected a share between 0 and 1, got {value}"),
+            ))
+        }
+    }
+
+    fn latency(&self, path: &str, raw: RawLatency) -> Result<Latency, ScenarioError> {
+        let latency = Latency::from(raw);
+        latency
+            .sampler()
+            .map_err(|e| self.err(path, e.to_string()))?;
+        Ok(latency)
+    }
+
+    fn faults(&self, path: &str, raw: &RawFaults) -> Result<Faults, ScenarioError> {
+        let faults = Faults {
+            error_rate: self.share(&format!("{path}.error_rate"), raw.error_rate)?,
+            rate_limit_rate: self.share(&format!("{path}.rate_limit_rate"), raw.rate_limit_rate)?,
+            retry_after_s: raw.retry_after_s.unwrap_or(1),
+            timeout_rate: self.share(&format!("{path}.timeout_rate"), raw.timeout_rate)?,
+            fail_first: raw.fail_first,
+            ..Faults::default()
+        };
+        faults
+            .validate()
+            .map_err(|e| self.err(path, e.to_string()))?;
+        Ok(faults)
+    }
+
+    fn ms(
+        &self,
+        path: &str,
+        value: Option<f64>,
+        default: f64,
+        scale: f64,
+    ) -> Result<Duration, ScenarioError> {
+        let ms = self.non_negative(path, value.unwrap_or(default))?;
+        Ok(Duration::from_secs_f64(ms * scale / 1000.0))
+    }
+}
+
+impl Scenario {
+    /// Stage 2: checks every value and builds the plan.
+    ///
+    /// # Errors
+    ///
+    /// Fails on the first impossible value, naming its field.
+    pub fn from_raw(file: &Path, raw: RawScenario) -> Result<Self, ScenarioError> {
+        let c = Check { file };
+        if raw.name.trim().is_empty() {
+            return Err(c.err("name", "expected a non-empty name"));
+        }
+        let duration = c.duration("duration", &raw.duration)?;
+        if duration.is_zero() {
+            return Err(c.err("duration", "expected a duration > 0"));
+        }
+        let warmup = match &raw.warmup {
+            Some(w) => c.duration("warmup", w)?,
+            None => Duration::ZERO,
+        };
+        let scale = c.positive("time_scale", raw.time_scale)?;
+        let load = c.load(&raw.load)?;
+        let tracing = c.tracing(&raw.tracing)?;
+        let mut pipeline = c
+            .pipeline(&raw.services, scale, raw.seed)?
+            .with_relation(tracing.relation);
+        let infra = c.infra(raw.infra, tracing.exporter)?;
+        let expect = c.expect(&raw.expect, tracing.relation)?;
+        let strip = match raw.faults.strip_headers {
+            Some(st) => Some((st.hop, c.share("faults.strip_headers.ratio", st.ratio)?)),
+            None => None,
+        };
+        match strip {
+            Some((Hop::Amqp, r)) => pipeline.strip_amqp = r,
+            Some((Hop::Http, r)) => pipeline.worker.strip_http = r,
+            Some((Hop::Kafka, r)) => pipeline.worker.strip_kafka = r,
+            None => {}
+        }
+        Ok(Self {
+            name: raw.name,
+            description: raw.description,
+            seed: raw.seed,
+            duration,
+            warmup,
+            time_scale: scale,
+            load,
+            pipeline,
+            tracing,
+            infra,
+            expect,
+            strip,
+        })
+    }
+}
+
+impl Check<'_> {
+    /// `load`: the arrival process and the generator's limits.
+    fn load(&self, raw: &RawLoad) -> Result<Load, ScenarioError> {
+        let rate = |path: &str| -> Result<f64, ScenarioError> {
+            match raw.rate {
+                Some(r) => self.positive(path, r),
+                None => Err(self.err(path, "required for constant and poisson arrivals")),
+            }
+        };
+        let arrival = match &raw.arrival {
+            RawArrival::Constant => Arrival::Constant {
+                rate: rate("load.rate")?,
+            },
+            RawArrival::Poisson => Arrival::Poisson {
+                rate: rate("load.rate")?,
+            },
+            RawArrival::Burst {
+                base,
+                peak,
+                period,
+                duty,
+            } => self.burst(*base, *peak, period, *duty)?,
+            RawArrival::Ramp { from, to } => {
+                let from = self.non_negative("load.arrival.ramp.from", *from)?;
+                let to = self.non_negative("load.arrival.ramp.to", *to)?;
+                if from == 0.0 && to == 0.0 {
+                    return Err(self.err("load.arrival.ramp", "expected from or to > 0"));
+                }
+                Arrival::Ramp { from, to }
+            }
+        };
+        if raw.rate.is_some() && !matches!(raw.arrival, RawArrival::Constant | RawArrival::Poisson)
+        {
+            return Err(self.err(
+                "load.rate",
+                "only for constant and poisson arrivals; burst and ramp carry their own rates",
+            ));
+        }
+        let max_in_flight = raw.max_in_flight.unwrap_or(10_000);
+        if max_in_flight == 0 {
+            return Err(self.err("load.max_in_flight", "expected at least 1"));
+        }
+        let connections = raw.connections.unwrap_or(64);
+        if connections == 0 {
+            return Err(self.err("load.connections", "expected at least 1"));
+        }
+        Ok(Load {
+            arrival,
+            max_in_flight,
+            connections,
+        })
+    }
+
+    /// `load.arrival.burst`.
+    fn burst(
+        &self,
+        base: f64,
+        peak: f64,
+        period: &str,
+        duty: f64,
+    ) -> Result<Arrival, ScenarioError> {
+        let base = self.non_negative("load.arrival.burst.base", base)?;
+        let peak = self.positive("load.arrival.burst.peak", peak)?;
+        if peak < base {
+            return Err(self.err(
+                "load.arrival.burst.peak",
+                format!("expected at least base ({base}), got {peak}"),
+            ));
+        }
+        let period = self.duration("load.arrival.burst.period", period)?;
+        if period.is_zero() {
+            return Err(self.err("load.arrival.burst.period", "expected a duration > 0"));
+        }
+        let duty = self.share("load.arrival.burst.duty", duty)?;
+        Ok(Arrival::Burst {
+            base,
+            peak,
+            period,
+            duty,
+        })
+    }
+
+    /// `services`: the seed scaled by `scale`, with the file's overrides.
+    fn pipeline(
+        &self,
+        s: &RawServices,
+        scale: f64,
+        seed: u64,
+    ) -> Result<PipelineConfig, ScenarioError> {
+        let mut pipeline = PipelineConfig::seed(scale);
+        if let Some(l) = s.vision.latency {
+            pipeline.vision.latency = self.latency("services.vision.latency", l)?;
+        }
+        pipeline.vision.faults = self.faults("services.vision", &s.vision.faults)?;
+        pipeline.vision.seed = seed;
+        if let Some(l) = s.llm.ttft {
+            pipeline.llm.ttft = self.latency("services.llm.ttft", l)?;
+        }
+        if let Some(l) = s.llm.per_token {
+            pipeline.llm.per_token = self.latency("services.llm.per_token", l)?;
+        }
+        if let Some(t) = s.llm.tokens {
+            pipeline.llm.tokens = t;
+        }
+        pipeline.llm.faults = self.faults("services.llm", &s.llm.faults)?;
+        pipeline.llm.seed = seed.wrapping_add(1);
+        self.worker(&s.worker, scale, &mut pipeline.worker)?;
+        let ms = |path: &str, value: Option<f64>, default: Duration| {
+            self.ms(path, value, default.as_secs_f64() * 1000.0, scale)
+        };
+        pipeline.store_latency = ms("services.store_ms", s.store_ms, seed::STORE_WRITE)?;
+        pipeline.consumers.handle_latency = ms("services.handle_ms", s.handle_ms, seed::HANDLE)?;
+        pipeline.consumers.grant_latency = ms("services.grant_ms", s.grant_ms, seed::GRANT)?;
+        Ok(pipeline)
+    }
+
+    /// `services.worker`.
+    fn worker(
+        &self,
+        w: &RawWorker,
+        scale: f64,
+        worker: &mut tb_worker::WorkerConfig,
+    ) -> Result<(), ScenarioError> {
+        if let Some(n) = w.concurrency {
+            if n == 0 {
+                return Err(self.err("services.worker.concurrency", "expected at least 1"));
+            }
+            worker.concurrency = n;
+        }
+        worker.prefetch = match w.prefetch {
+            Some(0) => return Err(self.err("services.worker.prefetch", "expected at least 1")),
+            Some(p) => p,
+            None => u16::try_from(worker.concurrency * 2).unwrap_or(u16::MAX),
+        };
+        if let Some(r) = w.max_retries {
+            worker.max_retries = r;
+        }
+        if let Some(b) = &w.retry_backoff {
+            worker.retry_backoff = self.duration("services.worker.retry_backoff", b)?;
+        }
+        if let Some(t) = &w.call_timeout {
+            worker.call_timeout = self.duration("services.worker.call_timeout", t)?;
+        }
+        worker.rule_match_work = self.ms(
+            "services.worker.rule_match_ms",
+            w.rule_match_ms,
+            seed::RULE_MATCH.as_secs_f64() * 1000.0,
+            scale,
+        )?;
+        Ok(())
+    }
+
+    /// `tracing`.
+    fn tracing(&self, t: &RawTracing) -> Result<TracingPlan, ScenarioError> {
+        let sampling = match t.sampler {
+            Sampling::Ratio(r) => Sampling::Ratio(self.share("tracing.sampler.ratio", r)?),
+            other => other,
+        };
+        let mut batch = BatchSettings::default();
+        if let Some(n) = t.batch.max_queue_size {
+            batch.max_queue_size = n;
+        }
+        if let Some(n) = t.batch.max_export_batch_size {
+            batch.max_export_batch_size = n;
+        }
+        if batch.max_export_batch_size == 0 || batch.max_export_batch_size > batch.max_queue_size {
+            return Err(self.err(
+                "tracing.batch.max_export_batch_size",
+                format!(
+                    "expected 1 to max_queue_size ({}), got {}",
+                    batch.max_queue_size, batch.max_export_batch_size
+                ),
+            ));
+        }
+        if let Some(d) = &t.batch.scheduled_delay {
+            batch.scheduled_delay = self.duration("tracing.batch.scheduled_delay", d)?;
+        }
+        Ok(TracingPlan {
+            sampling,
+            exporter: t.exporter,
+            batch,
+            relation: t.consumer_relation,
+        })
+    }
+
+    /// `infra`.
+    fn infra(&self, i: RawInfra, exporter: RawExporter) -> Result<Infra, ScenarioError> {
+        if i.rabbitmq == InfraMode::Embedded {
+            return Err(self.err(
+                "infra.rabbitmq",
+                "there is no embedded RabbitMQ; expected auto, docker or external",
+            ));
+        }
+        if exporter == RawExporter::Otlp && i.traces == InfraMode::Embedded {
+            return Err(self.err(
+                "tracing.exporter",
+                "otlp needs an external or docker trace backend, not infra.traces: embedded",
+            ));
+        }
+        Ok(Infra {
+            rabbitmq: i.rabbitmq,
+            amqp_url: i.amqp_url,
+            kafka: i.kafka,
+            kafka_brokers: i.kafka_brokers,
+            traces: i.traces,
+            otlp_endpoint: i.otlp_endpoint,
+            tempo_url: i.tempo_url,
+        })
+    }
+
+    /// `expect`.
+    fn expect(&self, e: &RawExpect, relation: ConsumerRelation) -> Result<Expect, ScenarioError> {
+        let template = match &e.trace {
+            None => Template::seed_pipeline(relation.into()),
+            Some(RawTraceShape::Named(n)) if n == "seed-pipeline" => {
+                Template::seed_pipeline(relation.into())
+            }
+            Some(RawTraceShape::Named(n)) => {
+                return Err(self.err(
+                    "expect.trace",
+                    format!("unknown template {n:?}; expected seed-pipeline or a tree"),
+                ));
+            }
+            Some(RawTraceShape::Tree(node)) => {
+                Template::from_tree(node).map_err(|m| self.err("expect.trace", m))?
+            }
+        };
+        Ok(Expect {
+            min_success_rate: self.share(
+                "expect.min_success_rate",
+                e.min_success_rate.unwrap_or(0.99),
+            )?,
+            max_p99_ms: e
+                .max_p99_ms
+                .map(|v| self.positive("expect.max_p99_ms", v))
+                .transpose()?,
+            template,
+            min_complete_ratio: e
+                .min_complete_ratio
+                .map(|v| self.share("expect.min_complete_ratio", v))
+                .transpose()?,
+            max_broken: e.max_broken.clone(),
+        })
+    }
+}

@@ -1,0 +1,281 @@
+//! `tracebench service NAME`: one service of the pipeline, or `all`, in this process — and the
+//! command line the harness gives each child in `--services process`, built and parsed here so
+//! the two cannot drift apart.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use tb_consumers::Processed;
+use tb_pipeline::{KafkaChoice, Pipeline, PipelineConfig, ProcessedLine, SERVICES, Wiring};
+use tb_telemetry::spans::ConsumerRelation;
+use tb_telemetry::{Exporter, Protocol, Sampling, TelemetryConfig, TelemetryGuard};
+use tokio::sync::mpsc;
+
+use crate::scenario::{RawExporter, Scenario};
+
+/// The arguments of `tracebench service`.
+#[derive(Debug, Parser)]
+pub struct ServiceArgs {
+    /// `all` or a service name.
+    pub name: String,
+    /// RabbitMQ URL.
+    #[arg(long, env = "TB_AMQP_URL", default_value = tb_messaging::amqp::DEFAULT_URL)]
+    pub amqp_url: String,
+    /// Kafka `bootstrap.servers`; without it, an embedded broker (only useful with `all`).
+    #[arg(long, env = "TB_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// scan-api's listen address.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub scan_api_addr: SocketAddr,
+    /// The Vision mock's listen address.
+    #[arg(long, default_value = "127.0.0.1:8001")]
+    pub vision_addr: SocketAddr,
+    /// The LLM mock's listen address.
+    #[arg(long, default_value = "127.0.0.1:8002")]
+    pub llm_addr: SocketAddr,
+    /// Vision API base URL for the worker (when the mock runs elsewhere).
+    #[arg(long, default_value = "http://127.0.0.1:8001")]
+    pub vision_url: String,
+    /// LLM API base URL for the worker (when the mock runs elsewhere).
+    #[arg(long, default_value = "http://127.0.0.1:8002")]
+    pub llm_url: String,
+    /// Multiplies every simulated latency (0.01 turns the seed's 5 s into 50 ms).
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Worker concurrency.
+    #[arg(long, default_value_t = tb_pipeline::seed::CONCURRENCY)]
+    pub concurrency: usize,
+    /// Sampling: off, always-off or always-on.
+    #[arg(long, default_value = "always-on")]
+    pub sampling: Sampling,
+    /// OTLP endpoint (gRPC); defaults to OTEL_EXPORTER_OTLP_ENDPOINT, then localhost:4317.
+    #[arg(long, env = "TB_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// How consumer spans relate to their producers: child or link.
+    #[arg(long, default_value = "child")]
+    pub relation: ConsumerRelation,
+    /// Take every service knob (latencies, faults, worker, tracing) from this scenario file;
+    /// the address flags still apply. `tracebench run --services process` passes it.
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
+    /// The task queue (default `scan.tasks`).
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// Write a JSON line `{"processed":{"consumer":…,"task_id":…}}` on stdout for every scan
+    /// event a consumer finished, whatever the log level (`tracebench run --services process`
+    /// counts scans by them).
+    #[arg(long)]
+    pub report_processed: bool,
+}
+
+impl ServiceArgs {
+    /// The services named: `all`, or one.
+    fn services(&self) -> anyhow::Result<Vec<&'static str>> {
+        if self.name == "all" {
+            return Ok(SERVICES.to_vec());
+        }
+        match SERVICES.iter().find(|s| **s == self.name) {
+            Some(s) => Ok(vec![*s]),
+            None => anyhow::bail!(
+                "unknown service {:?}; expected all or one of {SERVICES:?}",
+                self.name
+            ),
+        }
+    }
+
+    /// Who talks to whom, from the flags.
+    pub fn wiring(&self) -> Wiring {
+        Wiring {
+            amqp_url: self.amqp_url.clone(),
+            kafka: self
+                .kafka_brokers
+                .clone()
+                .map_or(KafkaChoice::Embedded, KafkaChoice::External),
+            queue: self
+                .queue
+                .clone()
+                .unwrap_or_else(|| tb_messaging::amqp::SCAN_TASKS.to_owned()),
+            scan_api_addr: self.scan_api_addr,
+            vision_addr: self.vision_addr,
+            llm_addr: self.llm_addr,
+            vision_url: self.vision_url.clone(),
+            llm_url: self.llm_url.clone(),
+        }
+    }
+
+    /// The service knobs from the flags, when no scenario gives them: the seed at the time
+    /// scale, with the worker's concurrency and the consumer relation.
+    fn knobs(&self) -> anyhow::Result<PipelineConfig> {
+        if !(self.time_scale.is_finite() && self.time_scale > 0.0) {
+            anyhow::bail!("--time-scale must be a finite number > 0");
+        }
+        let mut config = PipelineConfig::seed(self.time_scale).with_relation(self.relation);
+        config.worker.concurrency = self.concurrency;
+        config.worker.prefetch = u16::try_from(self.concurrency * 2).unwrap_or(u16::MAX);
+        Ok(config)
+    }
+
+    /// Telemetry for these services, under the scenario's tracing plan when there is one.
+    fn telemetry(&self, scenario: Option<&Scenario>) -> TelemetryConfig {
+        let mut telemetry = TelemetryConfig {
+            sampling: self.sampling,
+            exporter: Exporter::Otlp {
+                protocol: Protocol::Grpc,
+                endpoint: self.otlp_endpoint.clone(),
+                timeout: Duration::from_secs(10),
+            },
+            ..TelemetryConfig::default()
+        };
+        if let Some(s) = scenario {
+            telemetry.sampling = s.tracing.sampling;
+            telemetry.batch = s.tracing.batch;
+            if s.tracing.exporter == RawExporter::Discard {
+                telemetry.exporter = Exporter::Discard;
+            }
+        }
+        telemetry
+    }
+}
+
+/// The command line (after the executable) that runs service `name` as a child of a run:
+/// `scenario`'s knobs, `wiring`'s brokers, queue and addresses, spans to `otlp`, and processed
+/// scans reported on stdout.
+pub fn command_line(
+    name: &str,
+    wiring: &Wiring,
+    scenario: &Path,
+    otlp: Option<&str>,
+) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["service".into(), name.into(), "--scenario".into()];
+    args.push(scenario.as_os_str().to_owned());
+    let mut flag = |name: &str, value: String| {
+        args.push(name.into());
+        args.push(value.into());
+    };
+    flag("--queue", wiring.queue.clone());
+    flag("--amqp-url", wiring.amqp_url.clone());
+    if let KafkaChoice::External(brokers) = &wiring.kafka {
+        flag("--kafka-brokers", brokers.clone());
+    }
+    flag("--scan-api-addr", wiring.scan_api_addr.to_string());
+    flag("--vision-addr", wiring.vision_addr.to_string());
+    flag("--llm-addr", wiring.llm_addr.to_string());
+    flag("--vision-url", wiring.vision_url.clone());
+    flag("--llm-url", wiring.llm_url.clone());
+    if let Some(endpoint) = otlp {
+        flag("--otlp-endpoint", endpoint.to_owned());
+    }
+    args.push("--report-processed".into());
+    args
+}
+
+/// Runs the services `args` names until Ctrl-C or until one stops on its own.
+///
+/// # Errors
+///
+/// Fails on an unknown service, a bad scenario or time scale, telemetry that cannot be set up,
+/// a pipeline that does not start, or a service that stopped with an error.
+pub async fn serve(args: ServiceArgs) -> anyhow::Result<()> {
+    let services = args.services()?;
+    let scenario = match &args.scenario {
+        Some(file) => Some(Scenario::load(file).context("scenario error")?),
+        None => None,
+    };
+    let telemetry = args.telemetry(scenario.as_ref());
+    let guard = init_telemetry(&services, telemetry)?;
+    let mut config = match scenario {
+        Some(s) => s.pipeline,
+        None => args.knobs()?,
+    };
+    config.services = services.clone();
+    config.wiring = args.wiring();
+
+    let mut pipeline = Pipeline::start(config)
+        .await
+        .context("starting the pipeline")?;
+    // Without a reader the receiver is dropped and the consumers stop sending.
+    let processed = std::mem::replace(&mut pipeline.processed, mpsc::unbounded_channel().1);
+    let reporter = args
+        .report_processed
+        .then(|| tokio::spawn(report_processed(processed)));
+    tracing::info!(
+        services = ?services,
+        scan_api = ?pipeline.scan_api,
+        kafka = %pipeline.kafka_brokers,
+        "tracebench services running; Ctrl-C stops"
+    );
+    let failed = tokio::select! {
+        _ = tokio::signal::ctrl_c() => None,
+        exit = pipeline.next_exit() => exit,
+    };
+    let errors = pipeline.shutdown().await;
+    if let Some(reporter) = reporter {
+        // The consumers have stopped: the reporter ends once it wrote what is left.
+        let _ = reporter.await;
+    }
+    guard.flush().ok();
+    if let Some((name, Err(e))) = failed {
+        anyhow::bail!("{name} stopped: {e}");
+    }
+    if let Some((name, e)) = errors.first() {
+        anyhow::bail!("{name} stopped with an error: {e}");
+    }
+    Ok(())
+}
+
+fn init_telemetry(
+    services: &[&'static str],
+    telemetry: TelemetryConfig,
+) -> anyhow::Result<TelemetryGuard> {
+    if let [one] = services {
+        tb_telemetry::init(one, telemetry)
+    } else {
+        tb_telemetry::init_services(services, telemetry)
+    }
+    .context("setting up telemetry")
+}
+
+/// Writes one [`ProcessedLine`] per event on stdout until the consumers stop.
+async fn report_processed(mut processed: mpsc::UnboundedReceiver<Processed>) {
+    use std::io::Write as _;
+    while let Some(p) = processed.recv().await {
+        let line = ProcessedLine::render(&p);
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_childs_command_line_parses_back_to_the_same_wiring() {
+        let wiring = Wiring {
+            amqp_url: "amqp://guest:guest@127.0.0.1:5673/%2f".to_owned(),
+            kafka: KafkaChoice::External("127.0.0.1:9093".to_owned()),
+            queue: "scan.tasks.run-1".to_owned(),
+            scan_api_addr: SocketAddr::from(([127, 0, 0, 1], 18000)),
+            vision_addr: SocketAddr::from(([127, 0, 0, 1], 18001)),
+            llm_addr: SocketAddr::from(([127, 0, 0, 1], 18002)),
+            vision_url: "http://127.0.0.1:18001".to_owned(),
+            llm_url: "http://127.0.0.1:18002".to_owned(),
+        };
+        let line = command_line(
+            "worker",
+            &wiring,
+            Path::new("scenarios/smoke.yaml"),
+            Some("http://127.0.0.1:4317"),
+        );
+        // The first element stands where clap expects the executable's name.
+        let args = ServiceArgs::try_parse_from(line).expect("parses");
+        assert_eq!(args.name, "worker");
+        assert_eq!(args.wiring(), wiring);
+        assert_eq!(args.scenario, Some(PathBuf::from("scenarios/smoke.yaml")));
+        assert_eq!(args.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4317"));
+        assert!(args.report_processed);
+    }
+}

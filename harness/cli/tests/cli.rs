@@ -1,0 +1,319 @@
+//! The `tracebench` binary as users call it: `check` and `run` with their exit codes, and the
+//! smoke scenario end to end (needs RabbitMQ at 127.0.0.1:5672 or `TB_AMQP_URL`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn tracebench(args: &[&str]) -> Output {
+    tracebench_with(args, &[])
+}
+
+/// `tracebench args` from the repository's root, with `env` added to its environment.
+fn tracebench_with(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tracebench"))
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .output()
+        .expect("tracebench runs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tracebench-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// `tracebench run scenarios/<name>.yaml --out <dir> --quiet <extra>`: asserts the exit code
+/// and returns the parsed `result.json`.
+fn run_scenario(name: &str, dir: &Path, extra: &[&str], exit: i32) -> serde_json::Value {
+    run_scenario_with(name, dir, extra, &[], exit)
+}
+
+/// [`run_scenario`] with `env` added to the harness's environment (its children inherit it).
+fn run_scenario_with(
+    name: &str,
+    dir: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    exit: i32,
+) -> serde_json::Value {
+    let file = format!("scenarios/{name}.yaml");
+    let mut args = vec![
+        "run",
+        file.as_str(),
+        "--out",
+        dir.to_str().expect("utf-8"),
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    let out = tracebench_with(&args, env);
+    assert_eq!(
+        out.status.code(),
+        Some(exit),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(dir.join("result.json")).expect("result.json"))
+        .expect("json")
+}
+
+#[test]
+fn check_accepts_the_shipped_scenarios() {
+    for file in [
+        "smoke",
+        "seed-pipeline",
+        "burst",
+        "errors",
+        "strip-kafka",
+        "sampled",
+    ] {
+        let out = tracebench(&["check", &format!("scenarios/{file}.yaml")]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn a_bad_scenario_exits_2_naming_the_field() {
+    let dir = scratch("bad");
+    for (text, field) in [
+        (
+            "name: t\nduration: 5s\nload:\n  arrival: poisson\n  rate: 5\n  surprise: 1\n",
+            "load.surprise",
+        ),
+        (
+            "name: t\nduration: 5s\nload:\n  arrival: poisson\n  rate: -5\n",
+            "load.rate",
+        ),
+        (
+            "name: t\nduration: 5s\nload:\n  arrival: poisson\n  rate: 5\nservices:\n  vision:\n    latency: {lognormal: {median_ms: 100, p99_ms: 10}}\n",
+            "services.vision.latency",
+        ),
+    ] {
+        let file = dir.join("bad.yaml");
+        std::fs::write(&file, text).expect("write");
+        for command in ["check", "run"] {
+            let out = tracebench(&[command, file.to_str().expect("utf-8")]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{command} {field}: {stderr}");
+            assert!(
+                stderr.contains(field) && stderr.contains("bad.yaml"),
+                "{command}: {stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_smoke_scenario_passes_and_writes_result_json() {
+    let dir = scratch("smoke");
+    let junit = dir.join("junit.xml");
+    let result = run_scenario(
+        "smoke",
+        &dir,
+        &["--junit", junit.to_str().expect("utf-8")],
+        0,
+    );
+    assert_eq!(result["scenario"], "smoke");
+    assert_eq!(result["passed"], true);
+    assert_eq!(result["infra"]["kafka"]["source"], "embedded");
+    let sent = result["requests"]["sent"].as_u64().expect("sent");
+    assert!(sent > 100, "{sent}");
+    assert_eq!(result["scans"]["completed"], result["scans"]["accepted"]);
+    assert_eq!(result["scans"]["lost"], 0);
+    for kind in ["http", "end_to_end"] {
+        for way in ["corrected", "uncorrected"] {
+            let p = &result["latency"][kind][way];
+            let (p50, p99) = (
+                p["p50"].as_f64().expect("p50"),
+                p["p99"].as_f64().expect("p99"),
+            );
+            assert!(p50 > 0.0 && p99 >= p50, "{kind} {way}: {p}");
+        }
+    }
+    assert_eq!(result["spans"]["dropped"], 0);
+    assert!(dir.join("services.log").exists());
+    // Every scan is one complete trace, read back from the embedded OTLP sink.
+    let traces = &result["traces"];
+    assert_eq!(traces["source"], "embedded");
+    assert_eq!(traces["complete_ratio"], 1.0, "{traces}");
+    assert_eq!(traces["expected"], traces["scans"]);
+    assert_eq!(traces["stray_spans"], 0, "{traces}");
+    assert!(
+        traces["median"]["spans"]
+            .as_array()
+            .is_some_and(|s| s.len() >= 20),
+        "{traces}"
+    );
+    let shares = result["critical_path"]["by_service"]
+        .as_object()
+        .expect("shares");
+    let total: f64 = shares.values().filter_map(serde_json::Value::as_f64).sum();
+    assert!((total - 1.0).abs() < 1e-6, "{shares:?}");
+
+    // The JUnit file has one case per expectation; the HTML report draws the waterfalls.
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).expect("junit.xml");
+    let cases = result["expectations"]
+        .as_array()
+        .expect("expectations")
+        .len();
+    assert_eq!(junit.matches("<testcase ").count(), cases, "{junit}");
+    assert!(!junit.contains("<failure"), "{junit}");
+    let html = dir.join("report.html");
+    let out = tracebench(&[
+        "report",
+        dir.join("result.json").to_str().expect("utf-8"),
+        "--html",
+        html.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(&html).expect("report.html");
+    assert!(page.contains("Median trace") && page.contains("Slowest trace"));
+    assert!(
+        page.matches("<svg").count() >= 4,
+        "waterfalls, histogram and shares are drawn"
+    );
+    assert!(page.contains("POST /scan") && page.contains("process_image"));
+}
+
+#[test]
+fn headers_stripped_at_the_kafka_hop_are_reported_as_that_edge_broken() {
+    let dir = scratch("strip");
+    // The default expectation (every trace complete) fails: exit 1, not 0 or 2.
+    let result = run_scenario("strip-kafka", &dir, &[], 1);
+    let traces = &result["traces"];
+    assert!(
+        traces["expected"].as_u64().expect("expected") >= 1000,
+        "{traces}"
+    );
+    let shares = traces["broken_share"].as_object().expect("broken_share");
+    assert_eq!(shares.len(), 2, "exactly the two Kafka edges: {shares:?}");
+    for (edge, share) in shares {
+        assert!(edge.ends_with("/process scan.completed"), "{edge}");
+        let share = share.as_f64().expect("share");
+        assert!((0.08..=0.12).contains(&share), "{edge}: {share}");
+    }
+    // Nothing else broke.
+    assert!(
+        traces["missing_spans"]
+            .as_object()
+            .is_some_and(serde_json::Map::is_empty),
+        "{traces}"
+    );
+    assert!(
+        traces["orphans"]
+            .as_object()
+            .is_some_and(serde_json::Map::is_empty),
+        "{traces}"
+    );
+}
+
+#[test]
+fn ratio_sampling_traces_about_a_tenth_of_scans_each_complete_and_nothing_else() {
+    let dir = scratch("sampled");
+    let result = run_scenario("sampled", &dir, &[], 0);
+    let traces = &result["traces"];
+    let (scans, expected) = (
+        traces["scans"].as_f64().expect("scans"),
+        traces["expected"].as_f64().expect("expected"),
+    );
+    let share = expected / scans;
+    // ~900 scans at 10 %: σ ≈ 1 point, so 6–14 % is a four-σ band.
+    assert!((0.06..=0.14).contains(&share), "{expected} of {scans}");
+    assert_eq!(traces["complete"], traces["expected"]);
+    assert_eq!(
+        traces["stray_spans"], 0,
+        "an unsampled scan left spans behind: {traces}"
+    );
+}
+
+#[test]
+fn the_smoke_scenario_passes_with_every_service_in_its_own_process_at_log_level_warn() {
+    let dir = scratch("process");
+    // At `warn` no service logs a line per scan: completions must reach the harness as
+    // structured events, not through the text of a log message.
+    let result = run_scenario_with(
+        "smoke",
+        &dir,
+        &["--services", "process"],
+        &[("RUST_LOG", "warn")],
+        0,
+    );
+    // Six processes, one trace per scan: the spans came from the children over OTLP.
+    assert_eq!(
+        result["traces"]["complete_ratio"], 1.0,
+        "{}",
+        result["traces"]
+    );
+    assert!(result["scans"]["accepted"].as_u64() > Some(0), "{result}");
+    assert_eq!(result["scans"]["completed"], result["scans"]["accepted"]);
+    assert_eq!(result["scans"]["lost"], 0);
+    for service in [
+        "scan-api",
+        "worker",
+        "vision-api",
+        "llm-api",
+        "character-consumer",
+        "my-consumer",
+    ] {
+        let log =
+            std::fs::read_to_string(dir.join(format!("{service}.log"))).expect("a log per child");
+        assert!(
+            !log.contains(r#""level":"INFO""#),
+            "{service} logged at info under RUST_LOG=warn: {log}"
+        );
+        let processed = log
+            .lines()
+            .filter(|l| l.contains(r#"{"processed":"#))
+            .count();
+        let is_consumer = service.ends_with("-consumer");
+        assert_eq!(
+            processed > 0,
+            is_consumer,
+            "{service}: {processed} processed lines"
+        );
+    }
+}
+
+#[test]
+fn the_seed_pipeline_reads_the_same_bottlenecks_as_the_design() {
+    // The design: Vision API ≈ 39 %, LLM API ≈ 46 % of end-to-end time.
+    let dir = scratch("seed");
+    let result = run_scenario("seed-pipeline", &dir, &[], 0);
+    let shares = &result["critical_path"]["by_service"];
+    let llm = shares["llm-api"].as_f64().expect("llm-api share");
+    let vision = shares["vision-api"].as_f64().expect("vision-api share");
+    // Absolute shares move with the machine's load (a busy CI stretches scan-api's own span
+    // and dilutes both; measured 45/37 % alone, 38/31 % beside the other CLI tests), so the
+    // test holds the reading itself: the two APIs dominate, in the design's ratio (46/39 ≈ 1.18).
+    let others = shares
+        .as_object()
+        .expect("shares")
+        .iter()
+        .filter(|(k, _)| !k.ends_with("-api") || k.as_str() == "scan-api")
+        .filter_map(|(_, v)| v.as_f64())
+        .fold(0.0, f64::max);
+    assert!(vision > others && llm > vision, "{shares}");
+    assert!(
+        (1.0..=1.5).contains(&(llm / vision)),
+        "llm/vision {}",
+        llm / vision
+    );
+    assert!(llm + vision > 0.6, "{shares}");
+    assert_eq!(
+        result["critical_path"]["bottleneck"], "POST /v1/chat/completions",
+        "{shares}"
+    );
+}

@@ -1,0 +1,637 @@
+//! The sink's in-memory trace store: OTLP spans kept as they arrived, indexed by trace id and
+//! bounded by a total span count, evicting whole traces oldest-first when full.
+//!
+//! Spans are stored as the decoded protobuf messages, moved out of the request, with their
+//! resource and scope shared behind an [`Arc`] per `ScopeSpans`. Ingest therefore allocates
+//! almost nothing per span (a map lookup and a push), and both read paths work from the same
+//! data: the Tempo-shaped JSON keeps every typed attribute and the resource, and
+//! [`TraceStore::get`] renders [`model::Span`]s only for the trace asked for.
+//!
+//! One mutex guards everything and is taken once per export request, never per span: a request
+//! of 512 spans holds it for tens of microseconds, far below what two receivers on a 2-core
+//! machine could contend for. Counters live under the same lock, so a reader sees them
+//! consistent with the contents.
+
+use std::collections::VecDeque;
+use std::collections::hash_map::Entry;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::Span as OtlpSpan;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::convert::{hex, model_from_otlp, render_any_value, service_name};
+use crate::model;
+
+/// The default bound on stored spans: about 1 GB of typical spans.
+pub const DEFAULT_MAX_SPANS: usize = 1_000_000;
+
+/// What Tempo reports as a trace's root service while no span without a parent has arrived.
+pub const ROOT_NOT_YET_RECEIVED: &str = "<root span not yet received>";
+
+/// A trace id as the map key: the 16 bytes, big-endian.
+type Key = u128;
+
+/// Parses a trace id in hex (case-insensitive). Shorter ids are left-padded with zeros, as Tempo
+/// does (its search results drop leading zeros). `None` for anything else and for the invalid
+/// all-zero id.
+pub fn parse_trace_id(hex_id: &str) -> Option<u128> {
+    if hex_id.is_empty() || hex_id.len() > 32 || !hex_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u128::from_str_radix(hex_id, 16).ok().filter(|k| *k != 0)
+}
+
+fn key_of(trace_id: &[u8]) -> Option<Key> {
+    let bytes: [u8; 16] = trace_id.try_into().ok()?;
+    Some(Key::from_be_bytes(bytes)).filter(|k| *k != 0)
+}
+
+/// Where a run of spans came from: its resource (shared by every scope of one `ResourceSpans`)
+/// and its instrumentation scope.
+#[derive(Debug)]
+struct Origin {
+    resource: Arc<Source>,
+    scope: Option<InstrumentationScope>,
+    schema_url: String,
+}
+
+#[derive(Debug)]
+struct Source {
+    resource: Option<Resource>,
+    schema_url: String,
+    /// `service.name`, rendered once per request rather than once per span read.
+    service: String,
+}
+
+/// Consecutive spans of one trace from one `ScopeSpans`.
+#[derive(Debug)]
+struct Group {
+    origin: Arc<Origin>,
+    spans: Vec<OtlpSpan>,
+}
+
+#[derive(Debug)]
+struct Trace {
+    groups: Vec<Group>,
+    spans: usize,
+    /// Position in first-arrival order; tells a live entry of [`Inner::arrival`] from a stale one.
+    seq: u64,
+}
+
+impl Trace {
+    fn spans(&self) -> impl Iterator<Item = (&Origin, &OtlpSpan)> {
+        self.groups
+            .iter()
+            .flat_map(|g| g.spans.iter().map(move |s| (&*g.origin, s)))
+    }
+}
+
+/// Span and trace counters of a [`TraceStore`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStats {
+    /// Spans accepted since the store was created (or cleared), evicted ones included.
+    pub spans_received: u64,
+    /// Spans refused because their trace or span id was not 16 or 8 bytes, or all zero.
+    pub spans_rejected: u64,
+    /// Traces started since the store was created (a trace evicted and seen again counts twice).
+    pub traces_received: u64,
+    /// Spans held now.
+    pub spans_stored: u64,
+    /// Traces held now.
+    pub traces_stored: u64,
+    /// Spans dropped to stay within the bound.
+    pub spans_evicted: u64,
+    /// Traces dropped to stay within the bound.
+    pub traces_evicted: u64,
+}
+
+/// What became of one export request's spans.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IngestOutcome {
+    /// Spans stored.
+    pub accepted: u64,
+    /// Spans refused for an invalid trace or span id.
+    pub rejected: u64,
+}
+
+/// Which traces [`TraceStore::search`] returns.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SearchQuery {
+    /// `key=value` pairs one span of the trace must all match, each against the span's
+    /// attributes, its resource's attributes, or `name` (the span name). Values compare as the
+    /// rendered strings, exactly.
+    pub tags: Vec<(String, String)>,
+    /// At most this many traces, the most recent (by start) first.
+    pub limit: usize,
+    /// Only traces that end at or after this time (Unix nanoseconds).
+    pub start_ns: Option<u64>,
+    /// Only traces that start at or before this time (Unix nanoseconds).
+    pub end_ns: Option<u64>,
+    /// Only traces at least this long (nanoseconds).
+    pub min_duration_ns: Option<u64>,
+    /// Only traces at most this long (nanoseconds).
+    pub max_duration_ns: Option<u64>,
+}
+
+/// One search hit, shaped like an entry of Tempo's `/api/search` answer. Reading, fields Tempo
+/// leaves out when empty or zero (its JSON omits defaults) default.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TraceSummary {
+    /// Trace id, 32 lowercase hex digits.
+    #[serde(rename = "traceID")]
+    pub trace_id: String,
+    /// Service of the root span, or [`ROOT_NOT_YET_RECEIVED`].
+    #[serde(default)]
+    pub root_service_name: String,
+    /// Name of the root span; empty while it has not arrived.
+    #[serde(default)]
+    pub root_trace_name: String,
+    /// Earliest span start, Unix nanoseconds (a decimal string in JSON, as Tempo writes it).
+    #[serde(default, with = "u64_string")]
+    pub start_time_unix_nano: u64,
+    /// Latest span end minus earliest start, whole milliseconds.
+    #[serde(default)]
+    pub duration_ms: u64,
+}
+
+/// 64-bit integers as JSON strings, read from strings or numbers (protobuf JSON writes 64-bit
+/// integers as strings; not every writer does).
+pub(crate) mod u64_string {
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    /// Writes `value` as a decimal string.
+    pub(crate) fn serialize<S: Serializer>(value: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(value)
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Number(u64),
+        Text(String),
+    }
+
+    /// Reads a number or a decimal string.
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        match Either::deserialize(d)? {
+            Either::Number(n) => Ok(n),
+            Either::Text(s) => s.parse().map_err(de::Error::custom),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    traces: FxHashMap<Key, Trace>,
+    /// Trace keys in first-arrival order, with the `seq` they arrived under.
+    arrival: VecDeque<(Key, u64)>,
+    next_seq: u64,
+    stats: StoreStats,
+}
+
+impl Inner {
+    /// Drops the oldest trace. False when there is none.
+    fn evict_oldest(&mut self) -> bool {
+        while let Some((key, seq)) = self.arrival.pop_front() {
+            // Every removal goes through here, so entries are never stale today; the check keeps
+            // a stale entry from evicting a newer trace under the same id should that change.
+            if self.traces.get(&key).is_some_and(|t| t.seq == seq)
+                && let Some(trace) = self.traces.remove(&key)
+            {
+                let n = trace.spans as u64;
+                self.stats.spans_stored -= n;
+                self.stats.traces_stored -= 1;
+                self.stats.spans_evicted += n;
+                self.stats.traces_evicted += 1;
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Traces received by the sink, bounded by a total span count. Share it behind an [`Arc`].
+#[derive(Debug)]
+pub struct TraceStore {
+    max_spans: usize,
+    inner: Mutex<Inner>,
+}
+
+impl Default for TraceStore {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_SPANS)
+    }
+}
+
+impl TraceStore {
+    /// An empty store holding at most `max_spans` spans (at least one).
+    pub fn new(max_spans: usize) -> Self {
+        Self {
+            max_spans: max_spans.max(1),
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// The bound on stored spans.
+    pub fn max_spans(&self) -> usize {
+        self.max_spans
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves at worst a half-ingested request; the counters
+        // and the map stay usable, so a poisoned lock is taken over rather than propagated.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stores every span of `request` with a valid trace and span id, then evicts the oldest
+    /// traces (by first arrival) while more than [`Self::max_spans`] spans are held.
+    pub fn ingest(&self, request: ExportTraceServiceRequest) -> IngestOutcome {
+        let mut outcome = IngestOutcome::default();
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        for rs in request.resource_spans {
+            let source = Arc::new(Source {
+                service: service_name(rs.resource.as_ref()),
+                resource: rs.resource,
+                schema_url: rs.schema_url,
+            });
+            for ss in rs.scope_spans {
+                let origin = Arc::new(Origin {
+                    resource: Arc::clone(&source),
+                    scope: ss.scope,
+                    schema_url: ss.schema_url,
+                });
+                for span in ss.spans {
+                    let Some(key) = key_of(&span.trace_id).filter(|_| span.span_id.len() == 8)
+                    else {
+                        outcome.rejected += 1;
+                        continue;
+                    };
+                    let trace = match inner.traces.entry(key) {
+                        Entry::Occupied(e) => e.into_mut(),
+                        Entry::Vacant(e) => {
+                            let seq = inner.next_seq;
+                            inner.next_seq += 1;
+                            inner.arrival.push_back((key, seq));
+                            inner.stats.traces_received += 1;
+                            inner.stats.traces_stored += 1;
+                            e.insert(Trace {
+                                groups: Vec::new(),
+                                spans: 0,
+                                seq,
+                            })
+                        }
+                    };
+                    match trace.groups.last_mut() {
+                        Some(g) if Arc::ptr_eq(&g.origin, &origin) => g.spans.push(span),
+                        _ => trace.groups.push(Group {
+                            origin: Arc::clone(&origin),
+                            spans: vec![span],
+                        }),
+                    }
+                    trace.spans += 1;
+                    outcome.accepted += 1;
+                    inner.stats.spans_stored += 1;
+                    if inner.stats.spans_stored > self.max_spans as u64 {
+                        inner.evict_oldest();
+                    }
+                }
+            }
+        }
+        inner.stats.spans_received += outcome.accepted;
+        inner.stats.spans_rejected += outcome.rejected;
+        outcome
+    }
+
+    /// The spans of a trace (id in hex) as the model sees them, in arrival order; `None` when
+    /// the id is not valid hex or the trace is not held.
+    pub fn get(&self, trace_id: &str) -> Option<Vec<model::Span>> {
+        let key = parse_trace_id(trace_id)?;
+        let inner = self.lock();
+        let trace = inner.traces.get(&key)?;
+        Some(
+            trace
+                .spans()
+                .map(|(origin, span)| model_from_otlp(span, &origin.resource.service))
+                .collect(),
+        )
+    }
+
+    /// The ids (lowercase hex) of the traces held, oldest first.
+    pub fn trace_ids(&self) -> Vec<String> {
+        let inner = self.lock();
+        inner
+            .arrival
+            .iter()
+            .filter(|(key, seq)| inner.traces.get(key).is_some_and(|t| t.seq == *seq))
+            .map(|(key, _)| hex(&key.to_be_bytes()))
+            .collect()
+    }
+
+    /// A trace as Tempo's `GET /api/traces/{id}` answers it (v1: `{"batches": [...]}` of OTLP
+    /// `ResourceSpans` in OTLP/JSON), spans grouped by resource and scope; `None` when the id is
+    /// not valid hex or the trace is not held.
+    pub fn tempo_json(&self, trace_id: &str) -> Option<Vec<u8>> {
+        let key = parse_trace_id(trace_id)?;
+        let inner = self.lock();
+        let trace = inner.traces.get(&key)?;
+        // Serialised under the lock, straight from the stored messages: cloning the trace out
+        // first would cost more than writing it.
+        let view = tempo_view(trace);
+        serde_json::to_vec(&view).ok()
+    }
+
+    /// Traces matching `query`, most recent first.
+    pub fn search(&self, query: &SearchQuery) -> Vec<TraceSummary> {
+        let inner = self.lock();
+        let mut hits: Vec<TraceSummary> = inner
+            .traces
+            .iter()
+            .filter_map(|(key, trace)| summarize(*key, trace, query))
+            .collect();
+        drop(inner);
+        hits.sort_unstable_by(|a, b| {
+            b.start_time_unix_nano
+                .cmp(&a.start_time_unix_nano)
+                .then_with(|| a.trace_id.cmp(&b.trace_id))
+        });
+        hits.truncate(query.limit);
+        hits
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> StoreStats {
+        self.lock().stats
+    }
+
+    /// Drops every trace and zeroes the counters.
+    pub fn clear(&self) {
+        *self.lock() = Inner::default();
+    }
+}
+
+fn span_matches(origin: &Origin, span: &OtlpSpan, key: &str, value: &str) -> bool {
+    if key == "name" && span.name == value {
+        return true;
+    }
+    let resource = origin
+        .resource
+        .resource
+        .as_ref()
+        .map(|r| r.attributes.as_slice());
+    span.attributes
+        .iter()
+        .chain(resource.unwrap_or_default())
+        .any(|kv| {
+            kv.key == key
+                && kv
+                    .value
+                    .as_ref()
+                    .is_some_and(|v| render_any_value(v) == value)
+        })
+}
+
+fn summarize(key: Key, trace: &Trace, query: &SearchQuery) -> Option<TraceSummary> {
+    let mut start = u64::MAX;
+    let mut end = 0;
+    let mut root: Option<(&Origin, &OtlpSpan)> = None;
+    let mut matched = query.tags.is_empty();
+    for (origin, span) in trace.spans() {
+        start = start.min(span.start_time_unix_nano);
+        end = end.max(span.end_time_unix_nano);
+        let is_root = span.parent_span_id.iter().all(|b| *b == 0);
+        if is_root && root.is_none_or(|(_, r)| span.start_time_unix_nano < r.start_time_unix_nano) {
+            root = Some((origin, span));
+        }
+        if !matched {
+            matched = query
+                .tags
+                .iter()
+                .all(|(k, v)| span_matches(origin, span, k, v));
+        }
+    }
+    let duration = end.saturating_sub(start);
+    let in_window =
+        query.start_ns.is_none_or(|s| end >= s) && query.end_ns.is_none_or(|e| start <= e);
+    let long_enough = query.min_duration_ns.is_none_or(|m| duration >= m)
+        && query.max_duration_ns.is_none_or(|m| duration <= m);
+    if !(matched && in_window && long_enough) {
+        return None;
+    }
+    let (root_service_name, root_trace_name) = match root {
+        Some((origin, span)) => (origin.resource.service.clone(), span.name.clone()),
+        None => (ROOT_NOT_YET_RECEIVED.to_owned(), String::new()),
+    };
+    Some(TraceSummary {
+        trace_id: hex(&key.to_be_bytes()),
+        root_service_name,
+        root_trace_name,
+        start_time_unix_nano: start,
+        duration_ms: duration / 1_000_000,
+    })
+}
+
+/// Tempo's v1 trace-by-id body, borrowing the stored messages.
+#[derive(Serialize)]
+struct TempoTraceView<'a> {
+    batches: Vec<BatchView<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchView<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource: Option<&'a Resource>,
+    scope_spans: Vec<ScopeView<'a>>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    schema_url: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ScopeView<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a InstrumentationScope>,
+    spans: Vec<&'a OtlpSpan>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    schema_url: &'a str,
+}
+
+fn tempo_view(trace: &Trace) -> TempoTraceView<'_> {
+    // Groups sharing a resource become one batch, and groups sharing a scope within it one
+    // `scopeSpans`, as in Tempo's answer. A trace has a handful of groups, so linear search.
+    let mut sources: Vec<&Arc<Source>> = Vec::new();
+    let mut origins: Vec<Vec<&Arc<Origin>>> = Vec::new();
+    let mut batches: Vec<BatchView<'_>> = Vec::new();
+    for group in &trace.groups {
+        let origin = &group.origin;
+        let b = match sources
+            .iter()
+            .position(|s| Arc::ptr_eq(s, &origin.resource))
+        {
+            Some(b) => b,
+            None => {
+                sources.push(&origin.resource);
+                origins.push(Vec::new());
+                batches.push(BatchView {
+                    resource: origin.resource.resource.as_ref(),
+                    scope_spans: Vec::new(),
+                    schema_url: &origin.resource.schema_url,
+                });
+                batches.len() - 1
+            }
+        };
+        match origins[b].iter().position(|o| Arc::ptr_eq(o, origin)) {
+            Some(s) => batches[b].scope_spans[s].spans.extend(group.spans.iter()),
+            None => {
+                origins[b].push(origin);
+                batches[b].scope_spans.push(ScopeView {
+                    scope: origin.scope.as_ref(),
+                    spans: group.spans.iter().collect(),
+                    schema_url: &origin.schema_url,
+                });
+            }
+        }
+    }
+    TempoTraceView { batches }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+
+    use super::*;
+
+    fn request(service: &str, spans: &[(u8, u8, u8)]) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![KeyValue {
+                        key: "service.name".into(),
+                        value: Some(AnyValue {
+                            value: Some(Value::StringValue(service.into())),
+                        }),
+                        ..KeyValue::default()
+                    }],
+                    ..Resource::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: spans
+                        .iter()
+                        .map(|&(trace, span, parent)| OtlpSpan {
+                            trace_id: [[0; 15].as_slice(), &[trace]].concat(),
+                            span_id: [[0; 7].as_slice(), &[span]].concat(),
+                            parent_span_id: if parent == 0 {
+                                Vec::new()
+                            } else {
+                                [[0; 7].as_slice(), &[parent]].concat()
+                            },
+                            name: format!("span {span}"),
+                            start_time_unix_nano: u64::from(span) * 1_000_000,
+                            end_time_unix_nano: u64::from(span) * 1_000_000 + 5_000_000,
+                            ..OtlpSpan::default()
+                        })
+                        .collect(),
+                    ..ScopeSpans::default()
+                }],
+                ..ResourceSpans::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn spans_of_one_trace_across_requests_come_back_together() {
+        let store = TraceStore::new(100);
+        store.ingest(request("a", &[(1, 1, 0), (2, 2, 0)]));
+        store.ingest(request("b", &[(1, 3, 1)]));
+        let spans = store.get("01").expect("trace 1");
+        let names: Vec<_> = spans
+            .iter()
+            .map(|s| (s.service.as_str(), s.name.as_str()))
+            .collect();
+        assert_eq!(names, [("a", "span 1"), ("b", "span 3")]);
+        assert_eq!(spans[1].parent_span_id.as_deref(), Some("0000000000000001"));
+        assert_eq!(store.stats().traces_stored, 2);
+    }
+
+    #[test]
+    fn eviction_drops_whole_oldest_traces_and_counts_them() {
+        let store = TraceStore::new(3);
+        store.ingest(request("a", &[(1, 1, 0), (1, 2, 1)]));
+        store.ingest(request("a", &[(2, 3, 0), (2, 4, 3)]));
+        assert!(store.get("01").is_none(), "the oldest trace goes first");
+        assert_eq!(store.get("02").map(|s| s.len()), Some(2));
+        let stats = store.stats();
+        assert_eq!(
+            (
+                stats.spans_evicted,
+                stats.traces_evicted,
+                stats.spans_stored
+            ),
+            (2, 1, 2)
+        );
+        assert_eq!(stats.spans_received, 4);
+    }
+
+    #[test]
+    fn spans_with_invalid_ids_are_rejected_and_counted() {
+        let store = TraceStore::new(10);
+        let mut req = request("a", &[(0, 1, 0), (1, 2, 0)]);
+        req.resource_spans[0].scope_spans[0].spans[1].span_id = vec![1, 2, 3];
+        let outcome = store.ingest(req);
+        assert_eq!((outcome.accepted, outcome.rejected), (0, 2));
+        assert_eq!(store.stats().spans_rejected, 2);
+    }
+
+    #[test]
+    fn search_matches_resource_tags_and_reports_the_root() {
+        let store = TraceStore::new(10);
+        store.ingest(request("scan-api", &[(1, 1, 0), (1, 2, 1)]));
+        store.ingest(request("worker", &[(2, 5, 9)]));
+        let query = SearchQuery {
+            tags: vec![("service.name".into(), "scan-api".into())],
+            limit: 20,
+            ..SearchQuery::default()
+        };
+        let hits = store.search(&query);
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].root_service_name, "scan-api");
+        assert_eq!(hits[0].root_trace_name, "span 1");
+        assert_eq!(hits[0].duration_ms, 6);
+        let orphan = store.search(&SearchQuery {
+            tags: vec![("service.name".into(), "worker".into())],
+            limit: 20,
+            ..SearchQuery::default()
+        });
+        assert_eq!(orphan[0].root_service_name, ROOT_NOT_YET_RECEIVED);
+    }
+
+    #[test]
+    fn tempo_json_groups_spans_by_resource_with_hex_ids() {
+        let store = TraceStore::new(10);
+        store.ingest(request("a", &[(1, 1, 0), (1, 2, 1)]));
+        let json: serde_json::Value =
+            serde_json::from_slice(&store.tempo_json("1").expect("trace")).expect("json");
+        let batches = json["batches"].as_array().expect("batches");
+        assert_eq!(batches.len(), 1);
+        let spans = &batches[0]["scopeSpans"][0]["spans"];
+        assert_eq!(spans[1]["traceId"], "00000000000000000000000000000001");
+        assert_eq!(spans[1]["parentSpanId"], "0000000000000001");
+        assert_eq!(spans[1]["startTimeUnixNano"], "2000000");
+    }
+
+    #[test]
+    fn trace_ids_parse_as_hex_left_padded() {
+        assert_eq!(parse_trace_id("ff"), Some(255));
+        assert_eq!(parse_trace_id("0"), None);
+        assert_eq!(parse_trace_id("xyz"), None);
+        assert_eq!(parse_trace_id(&"f".repeat(33)), None);
+    }
+}

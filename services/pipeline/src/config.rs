@@ -1,0 +1,171 @@
+//! What the pipeline is made of: the seed design's figures, who is wired to whom, and every
+//! service's knobs, in one [`PipelineConfig`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tb_consumers::ConsumerConfig;
+use tb_messaging::amqp;
+use tb_mocks::llm::LlmConfig;
+use tb_mocks::vision::VisionConfig;
+use tb_telemetry::spans::ConsumerRelation;
+use tb_worker::WorkerConfig;
+
+use crate::SERVICES;
+
+/// The seed design's simulated times (`shared/seed-pipeline.md`), before a time scale. The
+/// mocks' latency distributions (Vision ≈ 1900 ms, LLM ≈ 400 ms + 100 × 20 ms) are their own
+/// defaults in `tb-mocks`.
+pub mod seed {
+    use std::time::Duration;
+
+    /// `rule_match`: CPU time the worker spins for.
+    pub const RULE_MATCH: Duration = Duration::from_millis(500);
+    /// `save_to_event_store`: the event store's write.
+    pub const STORE_WRITE: Duration = Duration::from_millis(20);
+    /// `handle_scan_completed`'s own time; with `grant_reward` inside it the span lasts the
+    /// seed's 50 ms.
+    pub const HANDLE: Duration = Duration::from_millis(20);
+    /// `grant_reward`.
+    pub const GRANT: Duration = Duration::from_millis(30);
+    /// Tasks the worker processes at once.
+    pub const CONCURRENCY: usize = 16;
+}
+
+/// Which Kafka to use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KafkaChoice {
+    /// librdkafka's mock cluster in this process.
+    Embedded,
+    /// An external broker (`bootstrap.servers`).
+    External(String),
+}
+
+/// Who talks to whom: brokers, the task queue, listen addresses, and where the worker finds
+/// the mock APIs. Everything else about the pipeline is a knob of [`PipelineConfig`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wiring {
+    /// RabbitMQ URL.
+    pub amqp_url: String,
+    /// Kafka.
+    pub kafka: KafkaChoice,
+    /// The task queue scan-api publishes to and the worker consumes.
+    pub queue: String,
+    /// scan-api's listen address.
+    pub scan_api_addr: SocketAddr,
+    /// The Vision mock's listen address.
+    pub vision_addr: SocketAddr,
+    /// The LLM mock's listen address.
+    pub llm_addr: SocketAddr,
+    /// Vision API base URL for a worker whose Vision mock runs elsewhere.
+    pub vision_url: String,
+    /// LLM API base URL for a worker whose LLM mock runs elsewhere.
+    pub llm_url: String,
+}
+
+impl Wiring {
+    /// The local demo: RabbitMQ on 5672, embedded Kafka, `scan.tasks`, ports 8000–8002.
+    pub fn local_demo() -> Self {
+        Self {
+            amqp_url: amqp::DEFAULT_URL.to_owned(),
+            kafka: KafkaChoice::Embedded,
+            queue: amqp::SCAN_TASKS.to_owned(),
+            scan_api_addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            vision_addr: SocketAddr::from(([127, 0, 0, 1], 8001)),
+            llm_addr: SocketAddr::from(([127, 0, 0, 1], 8002)),
+            vision_url: "http://127.0.0.1:8001".to_owned(),
+            llm_url: "http://127.0.0.1:8002".to_owned(),
+        }
+    }
+
+    /// Every listener on a free loopback port, with the given brokers and queue: for runs and
+    /// tests that must never collide with anything else on the machine.
+    pub fn ephemeral(amqp_url: String, kafka: KafkaChoice, queue: String) -> Self {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            amqp_url,
+            kafka,
+            queue,
+            scan_api_addr: any,
+            vision_addr: any,
+            llm_addr: any,
+            ..Self::local_demo()
+        }
+    }
+}
+
+impl Default for Wiring {
+    fn default() -> Self {
+        Self::local_demo()
+    }
+}
+
+/// Everything the pipeline's services need. Build it directly, or start from
+/// [`PipelineConfig::seed`]; the default is the seed at full time over the local demo's wiring.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// The services to run here.
+    pub services: Vec<&'static str>,
+    /// Brokers, queue and addresses.
+    pub wiring: Wiring,
+    /// The Vision mock.
+    pub vision: VisionConfig,
+    /// The LLM mock.
+    pub llm: LlmConfig,
+    /// The worker. Its queue and API URLs come from [`Wiring`] when the pipeline starts.
+    pub worker: WorkerConfig,
+    /// The consumers.
+    pub consumers: ConsumerConfig,
+    /// Simulated write latency of the event store.
+    pub store_latency: Duration,
+    /// Fault injection: share of tasks scan-api publishes without trace headers.
+    pub strip_amqp: f64,
+}
+
+impl PipelineConfig {
+    /// The seed design with every simulated time multiplied by `time_scale` (0.01 turns the
+    /// seed's 5 s scan into 50 ms).
+    pub fn seed(time_scale: f64) -> Self {
+        let scaled = |d: Duration| d.mul_f64(time_scale);
+        let worker = WorkerConfig {
+            concurrency: seed::CONCURRENCY,
+            prefetch: u16::try_from(seed::CONCURRENCY * 2).unwrap_or(u16::MAX),
+            rule_match_work: scaled(seed::RULE_MATCH),
+            ..WorkerConfig::default()
+        };
+        Self {
+            services: SERVICES.to_vec(),
+            wiring: Wiring::local_demo(),
+            vision: VisionConfig {
+                time_scale,
+                ..VisionConfig::default()
+            },
+            llm: LlmConfig {
+                time_scale,
+                ..LlmConfig::default()
+            },
+            worker,
+            consumers: ConsumerConfig {
+                relation: ConsumerRelation::Child,
+                handle_latency: scaled(seed::HANDLE),
+                grant_latency: scaled(seed::GRANT),
+            },
+            store_latency: scaled(seed::STORE_WRITE),
+            strip_amqp: 0.0,
+        }
+    }
+
+    /// Sets how consumer spans relate to their producers, at both hops that have one (the
+    /// worker's task, the consumers' event).
+    pub fn with_relation(mut self, relation: ConsumerRelation) -> Self {
+        self.worker.relation = relation;
+        self.consumers.relation = relation;
+        self
+    }
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self::seed(1.0)
+    }
+}

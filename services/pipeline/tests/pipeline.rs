@@ -1,0 +1,498 @@
+//! The scan pipeline end to end on the real RabbitMQ (127.0.0.1:5672, or `TB_AMQP_URL`) and
+//! Kafka (embedded, or `TB_KAFKA_BROKERS`): one `POST /scan` is one trace holding every span of
+//! the seed's design, with the right kinds, services and parent/child edges.
+//!
+//! Each test uses its own queue, so tests sharing the broker never take each other's tasks.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::{config, drop_queue, queue, telemetry, trace_until};
+use opentelemetry::trace::{SpanKind, TraceId};
+use serde_json::Value;
+use tb_consumers::{CHARACTER, MY};
+use tb_mocks::Faults;
+use tb_pipeline::Pipeline;
+use tb_telemetry::FinishedSpan;
+
+async fn post_scan(pipeline: &Pipeline, traceparent: Option<&str>) -> (u16, Value) {
+    let addr = pipeline.scan_api.expect("scan-api runs");
+    let mut request = reqwest::Client::new()
+        .post(format!("http://{addr}/scan"))
+        .json(&serde_json::json!({"image_url": "https://img.example/bottle.jpg", "user_id": "user-7"}));
+    if let Some(tp) = traceparent {
+        request = request.header("traceparent", tp);
+    }
+    let response = request.send().await.expect("scan-api answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON body"))
+}
+
+/// Waits until both consumers processed `task_id`.
+async fn wait_processed(pipeline: &mut Pipeline, task_id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    while !(seen.contains(&CHARACTER) && seen.contains(&MY)) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, pipeline.processed.recv()).await {
+            Ok(Some(p)) if p.task_id == task_id => seen.push(p.consumer),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => panic!("scan {task_id} not processed by both consumers: {seen:?}"),
+        }
+    }
+}
+
+/// The spans of `trace_id` once `count` arrived.
+async fn trace(trace_id: TraceId, count: usize) -> Vec<FinishedSpan> {
+    trace_until(trace_id, |spans| spans.len() >= count).await
+}
+
+type Shape = (String, String, String, String);
+
+fn kind(k: &SpanKind) -> &'static str {
+    match k {
+        SpanKind::Server => "server",
+        SpanKind::Client => "client",
+        SpanKind::Producer => "producer",
+        SpanKind::Consumer => "consumer",
+        SpanKind::Internal => "internal",
+    }
+}
+
+/// Each span as (service, name, kind, parent) with the parent as `service/name`, `root` for a
+/// root span, or `remote` for a parent outside the trace's spans. Sorted; ids never compared.
+fn shape(spans: &[FinishedSpan]) -> Vec<Shape> {
+    let by_id: HashMap<_, _> = spans
+        .iter()
+        .map(|s| (s.span.span_context.span_id(), s))
+        .collect();
+    let mut out: Vec<Shape> = spans
+        .iter()
+        .map(|s| {
+            let parent = if s.span.parent_span_id == opentelemetry::trace::SpanId::INVALID {
+                "root".to_owned()
+            } else {
+                by_id
+                    .get(&s.span.parent_span_id)
+                    .map_or("remote".to_owned(), |p| {
+                        format!("{}/{}", p.service, p.span.name)
+                    })
+            };
+            (
+                s.service.clone(),
+                s.span.name.to_string(),
+                kind(&s.span.span_kind).to_owned(),
+                parent,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn expected(queue: &str, root_parent: &str, attempts: usize) -> Vec<Shape> {
+    let publish = format!("publish {queue}");
+    let s = |svc: &str, name: &str, kind: &str, parent: &str| {
+        (
+            svc.to_owned(),
+            name.to_owned(),
+            kind.to_owned(),
+            parent.to_owned(),
+        )
+    };
+    let mut v = vec![
+        s("scan-api", "POST /scan", "server", root_parent),
+        s(
+            "scan-api",
+            "validate_request",
+            "internal",
+            "scan-api/POST /scan",
+        ),
+        s("scan-api", "create_task", "internal", "scan-api/POST /scan"),
+        s("scan-api", &publish, "producer", "scan-api/POST /scan"),
+    ];
+    // Every failed attempt: process_image → vision_scan → call_vision_api → the mock's 500,
+    // then the retry's publish, whose child is the next attempt.
+    for i in 0..attempts {
+        let parent = if i == 0 {
+            format!("scan-api/{publish}")
+        } else {
+            format!("worker/{publish}")
+        };
+        v.push(s("worker", "process_image", "consumer", &parent));
+        v.push(s(
+            "worker",
+            "vision_scan",
+            "internal",
+            "worker/process_image",
+        ));
+        v.push(s(
+            "worker",
+            "call_vision_api",
+            "client",
+            "worker/vision_scan",
+        ));
+        v.push(s(
+            "vision-api",
+            "POST /v1/analyze",
+            "server",
+            "worker/call_vision_api",
+        ));
+        if i + 1 < attempts {
+            v.push(s("worker", &publish, "producer", "worker/process_image"));
+        }
+    }
+    v.extend([
+        s("worker", "rule_match", "internal", "worker/process_image"),
+        s("worker", "answer_gen", "internal", "worker/process_image"),
+        s("worker", "call_llm_api", "client", "worker/answer_gen"),
+        s(
+            "llm-api",
+            "POST /v1/chat/completions",
+            "server",
+            "worker/call_llm_api",
+        ),
+        s(
+            "worker",
+            "save_to_event_store",
+            "internal",
+            "worker/process_image",
+        ),
+        s(
+            "worker",
+            "publish scan.completed",
+            "producer",
+            "worker/process_image",
+        ),
+        s(
+            "character-consumer",
+            "process scan.completed",
+            "consumer",
+            "worker/publish scan.completed",
+        ),
+        s(
+            "character-consumer",
+            "handle_scan_completed",
+            "internal",
+            "character-consumer/process scan.completed",
+        ),
+        s(
+            "character-consumer",
+            "grant_reward",
+            "internal",
+            "character-consumer/handle_scan_completed",
+        ),
+        s(
+            "character-consumer",
+            "publish character.granted",
+            "producer",
+            "character-consumer/process scan.completed",
+        ),
+        s(
+            "my-consumer",
+            "process scan.completed",
+            "consumer",
+            "worker/publish scan.completed",
+        ),
+        s(
+            "my-consumer",
+            "record_history",
+            "internal",
+            "my-consumer/process scan.completed",
+        ),
+    ]);
+    v.sort();
+    v
+}
+
+fn trace_id_of(body: &Value) -> TraceId {
+    let hex = body["trace_id"].as_str().expect("trace_id in the response");
+    TraceId::from_hex(hex).expect("a trace id")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_scan_is_one_trace_through_http_rabbitmq_and_kafka() {
+    let t = telemetry();
+    let queue = queue();
+    let mut pipeline = Pipeline::start(config(&queue))
+        .await
+        .expect("pipeline starts");
+
+    let (status, body) = post_scan(&pipeline, None).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "processing");
+    let task_id = body["task_id"].as_str().expect("task_id").to_owned();
+    let trace_id = trace_id_of(&body);
+    wait_processed(&mut pipeline, &task_id).await;
+
+    let want = expected(&queue, "root", 1);
+    let spans = trace(trace_id, want.len()).await;
+    assert_eq!(shape(&spans), want);
+
+    // No span of this scan landed in another trace.
+    let elsewhere = t
+        .spans
+        .spans()
+        .into_iter()
+        .filter(|s| s.span.span_context.trace_id() != trace_id)
+        .filter(|s| {
+            s.span
+                .attributes
+                .iter()
+                .any(|kv| kv.value.as_str() == task_id.as_str())
+        })
+        .count();
+    assert_eq!(elsewhere, 0, "spans of the scan outside its trace");
+
+    // The worker's log line for this scan carries the trace id scan-api returned.
+    let line = t
+        .logs
+        .lines()
+        .into_iter()
+        .find(|l| l["message"] == "processing scan" && l["task.id"] == task_id.as_str())
+        .expect("the worker logged the scan");
+    assert_eq!(line["trace_id"], body["trace_id"]);
+    assert!(line["span_id"].as_str().is_some_and(|s| s.len() == 16));
+
+    // GET /scan/{id} reports the result.
+    let addr = pipeline.scan_api.expect("scan-api runs");
+    let status: Value = reqwest::get(format!("http://{addr}/scan/{task_id}"))
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["status"], "completed", "{status}");
+    assert_eq!(
+        status["result"]["category"],
+        tb_mocks::vision::category_of("https://img.example/bottle.jpg")
+    );
+    assert_eq!(pipeline.rewards.len(), 1);
+    assert_eq!(pipeline.history.of("user-7"), [task_id.as_str()]);
+
+    assert!(pipeline.shutdown().await.is_empty());
+    drop_queue(&queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_incoming_traceparent_is_continued_and_an_invalid_one_starts_a_new_trace() {
+    telemetry();
+    let queue = queue();
+    let mut pipeline = Pipeline::start(config(&queue))
+        .await
+        .expect("pipeline starts");
+
+    let incoming = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let (status, body) = post_scan(
+        &pipeline,
+        Some(&format!("00-{incoming}-00f067aa0ba902b7-01")),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["trace_id"], incoming);
+    let task_id = body["task_id"].as_str().expect("task_id").to_owned();
+    wait_processed(&mut pipeline, &task_id).await;
+    let want = expected(&queue, "remote", 1);
+    assert_eq!(shape(&trace(trace_id_of(&body), want.len()).await), want);
+
+    for bad in [
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01",
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+    ] {
+        let (status, body) = post_scan(&pipeline, Some(bad)).await;
+        assert_eq!(status, 202, "{bad}: {body}");
+        let trace_id = body["trace_id"].as_str().expect("a new trace");
+        assert_ne!(trace_id.to_lowercase(), incoming, "{bad}");
+        assert_ne!(trace_id, "00000000000000000000000000000000", "{bad}");
+        let task_id = body["task_id"].as_str().expect("task_id").to_owned();
+        wait_processed(&mut pipeline, &task_id).await;
+        let want = expected(&queue, "root", 1);
+        assert_eq!(
+            shape(&trace(trace_id_of(&body), want.len()).await),
+            want,
+            "{bad}"
+        );
+    }
+    assert!(pipeline.shutdown().await.is_empty());
+    drop_queue(&queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_first_attempt_is_retried_in_the_same_trace_and_completes() {
+    telemetry();
+    let queue = queue();
+    let mut c = config(&queue);
+    c.vision.faults = Faults {
+        fail_first: 1,
+        ..Faults::default()
+    };
+    let mut pipeline = Pipeline::start(c).await.expect("pipeline starts");
+    let (status, body) = post_scan(&pipeline, None).await;
+    assert_eq!(status, 202, "{body}");
+    let task_id = body["task_id"].as_str().expect("task_id").to_owned();
+    wait_processed(&mut pipeline, &task_id).await;
+
+    let want = expected(&queue, "root", 2);
+    let spans = trace(trace_id_of(&body), want.len()).await;
+    assert_eq!(shape(&spans), want);
+    let attempts: Vec<i64> = spans
+        .iter()
+        .filter(|s| s.span.name == "process_image")
+        .filter_map(|s| {
+            s.span
+                .attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == "celery.retries")
+        })
+        .filter_map(|kv| kv.value.as_str().parse().ok())
+        .collect();
+    let mut attempts = attempts;
+    attempts.sort_unstable();
+    assert_eq!(attempts, [0, 1]);
+    assert_eq!(
+        pipeline
+            .worker
+            .retried
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    let record = pipeline
+        .store
+        .get(&task_id)
+        .await
+        .expect("store")
+        .expect("known");
+    assert_eq!(record.attempts, 2);
+    assert_eq!(record.state, tb_store::ScanState::Completed);
+    assert!(pipeline.shutdown().await.is_empty());
+    drop_queue(&queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_that_fails_every_attempt_is_marked_failed_with_an_error_span() {
+    telemetry();
+    let queue = queue();
+    let mut c = config(&queue);
+    c.vision.faults = Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    };
+    c.worker.max_retries = 2;
+    let pipeline = Pipeline::start(c).await.expect("pipeline starts");
+    let (status, body) = post_scan(&pipeline, None).await;
+    assert_eq!(status, 202, "{body}");
+    let task_id = body["task_id"].as_str().expect("task_id").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let record = pipeline
+            .store
+            .get(&task_id)
+            .await
+            .expect("store")
+            .expect("known");
+        if record.state == tb_store::ScanState::Failed {
+            assert_eq!(record.attempts, 3);
+            break;
+        }
+        assert!(Instant::now() < deadline, "scan never failed: {record:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let spans = trace_until(trace_id_of(&body), |spans| {
+        spans
+            .iter()
+            .filter(|s| s.span.name == "process_image")
+            .count()
+            >= 3
+    })
+    .await;
+    let processes: Vec<_> = spans
+        .iter()
+        .filter(|s| s.span.name == "process_image")
+        .collect();
+    assert_eq!(processes.len(), 3);
+    let errors = processes
+        .iter()
+        .filter(|s| matches!(s.span.status, opentelemetry::trace::Status::Error { .. }))
+        .count();
+    assert_eq!(errors, 1, "only the last attempt fails the task");
+    assert_eq!(pipeline.rewards.len(), 0);
+    assert!(pipeline.shutdown().await.is_empty());
+    drop_queue(&queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_before_ack_is_redelivered_and_completes_without_a_double_reward() {
+    telemetry();
+    let queue = queue();
+    let mut c = config(&queue);
+    c.worker.crash_before_ack = 1;
+    let worker_config = c.worker.clone();
+    let mut pipeline = Pipeline::start(c.clone()).await.expect("pipeline starts");
+    let (status, body) = post_scan(&pipeline, None).await;
+    assert_eq!(status, 202, "{body}");
+    let task_id = body["task_id"].as_str().expect("task_id").to_owned();
+
+    // The worker announces the scan, then dies before acking.
+    let exit = tokio::time::timeout(Duration::from_secs(30), pipeline.next_exit())
+        .await
+        .expect("the worker crashes");
+    assert_eq!(
+        exit.map(|(name, r)| (name, r.is_err())),
+        Some(("worker", true))
+    );
+
+    // A new worker gets the redelivery and acks it without granting again.
+    let connection = tb_messaging::amqp::connect(&c.wiring.amqp_url)
+        .await
+        .expect("amqp");
+    let retries = tb_messaging::amqp::Publisher::new(&connection, &queue)
+        .await
+        .expect("publisher");
+    let producer = tb_messaging::kafka::producer(&pipeline.kafka_brokers).expect("producer");
+    let worker = tb_worker::Worker::new(
+        tb_worker::WorkerConfig {
+            crash_before_ack: 0,
+            queue: queue.clone(),
+            ..worker_config
+        },
+        retries,
+        producer,
+        pipeline.store.clone(),
+    );
+    let stats = worker.stats();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(async move {
+        worker
+            .run(&connection, async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    wait_processed(&mut pipeline, &task_id).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stats.duplicates.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "the redelivery never arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(());
+    run.await
+        .expect("joins")
+        .expect("the new worker stops cleanly");
+    assert_eq!(pipeline.rewards.len(), 1);
+    let record = pipeline
+        .store
+        .get(&task_id)
+        .await
+        .expect("store")
+        .expect("known");
+    assert_eq!(
+        (record.state, record.announced),
+        (tb_store::ScanState::Completed, true)
+    );
+    pipeline.shutdown().await;
+    drop_queue(&queue).await;
+}
