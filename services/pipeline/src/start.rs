@@ -198,31 +198,7 @@ impl Pipeline {
         config.worker.queue = config.wiring.queue.clone();
         config.worker.vision_url = config.wiring.vision_url.clone();
         config.worker.llm_url = config.wiring.llm_url.clone();
-        let mut vision = None;
-        if runs(tb_mocks::vision::SERVICE) {
-            let state =
-                VisionState::new(&config.vision).map_err(|e| StartError::Mock("vision", e))?;
-            let (listener, addr) = bind(config.wiring.vision_addr).await?;
-            config.worker.vision_url = format!("http://{addr}");
-            vision = Some(addr);
-            let shutdown = spawned.stopped();
-            spawned.spawn(
-                tb_mocks::vision::SERVICE,
-                tb_mocks::vision::run(state, listener, shutdown),
-            );
-        }
-        let mut llm = None;
-        if runs(tb_mocks::llm::SERVICE) {
-            let state = LlmState::new(&config.llm).map_err(|e| StartError::Mock("llm", e))?;
-            let (listener, addr) = bind(config.wiring.llm_addr).await?;
-            config.worker.llm_url = format!("http://{addr}");
-            llm = Some(addr);
-            let shutdown = spawned.stopped();
-            spawned.spawn(
-                tb_mocks::llm::SERVICE,
-                tb_mocks::llm::run(state, listener, shutdown),
-            );
-        }
+        let (vision, llm) = start_mocks(&mut config, &services, &mut spawned).await?;
 
         let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new(config.store_latency));
         let connection = if runs(tb_scan_api::SERVICE) || runs(tb_worker::SERVICE) {
@@ -242,39 +218,7 @@ impl Pipeline {
             }
         }
 
-        let (processed_tx, processed) = mpsc::unbounded_channel();
-        let rewards = Arc::new(Rewards::default());
-        let history = Arc::new(History::default());
-        if runs(tb_consumers::CHARACTER) {
-            let consumer = kafka::consumer(&kafka_brokers, tb_consumers::CHARACTER_GROUP)?;
-            let producer = kafka::producer(&kafka_brokers)?;
-            let shutdown = spawned.stopped();
-            spawned.spawn(
-                tb_consumers::CHARACTER,
-                tb_consumers::run_character(
-                    config.consumers.clone(),
-                    consumer,
-                    producer,
-                    rewards.clone(),
-                    Some(processed_tx.clone()),
-                    shutdown,
-                ),
-            );
-        }
-        if runs(tb_consumers::MY) {
-            let consumer = kafka::consumer(&kafka_brokers, tb_consumers::MY_GROUP)?;
-            let shutdown = spawned.stopped();
-            spawned.spawn(
-                tb_consumers::MY,
-                tb_consumers::run_my(
-                    config.consumers.clone(),
-                    consumer,
-                    history.clone(),
-                    Some(processed_tx),
-                    shutdown,
-                ),
-            );
-        }
+        let consumers = start_consumers(&config, &services, &kafka_brokers, &mut spawned)?;
 
         Ok(Self {
             scan_api,
@@ -282,10 +226,10 @@ impl Pipeline {
             llm,
             kafka_brokers,
             store,
-            rewards,
-            history,
+            rewards: consumers.rewards,
+            history: consumers.history,
             worker,
-            processed,
+            processed: consumers.processed,
             stop,
             tasks: spawned.tasks,
             _connection: connection,
@@ -314,6 +258,93 @@ impl Pipeline {
         }
         errors
     }
+}
+
+/// Starts the mocks `services` names; their bound addresses become the worker's API URLs.
+async fn start_mocks(
+    config: &mut PipelineConfig,
+    services: &[&'static str],
+    spawned: &mut Services,
+) -> Result<(Option<SocketAddr>, Option<SocketAddr>), StartError> {
+    let mut vision = None;
+    if services.contains(&tb_mocks::vision::SERVICE) {
+        let state = VisionState::new(&config.vision).map_err(|e| StartError::Mock("vision", e))?;
+        let (listener, addr) = bind(config.wiring.vision_addr).await?;
+        config.worker.vision_url = format!("http://{addr}");
+        vision = Some(addr);
+        let shutdown = spawned.stopped();
+        spawned.spawn(
+            tb_mocks::vision::SERVICE,
+            tb_mocks::vision::run(state, listener, shutdown),
+        );
+    }
+    let mut llm = None;
+    if services.contains(&tb_mocks::llm::SERVICE) {
+        let state = LlmState::new(&config.llm).map_err(|e| StartError::Mock("llm", e))?;
+        let (listener, addr) = bind(config.wiring.llm_addr).await?;
+        config.worker.llm_url = format!("http://{addr}");
+        llm = Some(addr);
+        let shutdown = spawned.stopped();
+        spawned.spawn(
+            tb_mocks::llm::SERVICE,
+            tb_mocks::llm::run(state, listener, shutdown),
+        );
+    }
+    Ok((vision, llm))
+}
+
+/// What the consumers leave to observe.
+struct Consumers {
+    rewards: Arc<Rewards>,
+    history: Arc<History>,
+    processed: mpsc::UnboundedReceiver<Processed>,
+}
+
+/// Starts the consumers `services` names on `kafka_brokers`.
+fn start_consumers(
+    config: &PipelineConfig,
+    services: &[&'static str],
+    kafka_brokers: &str,
+    spawned: &mut Services,
+) -> Result<Consumers, StartError> {
+    let (processed_tx, processed) = mpsc::unbounded_channel();
+    let rewards = Arc::new(Rewards::default());
+    let history = Arc::new(History::default());
+    if services.contains(&tb_consumers::CHARACTER) {
+        let consumer = kafka::consumer(kafka_brokers, tb_consumers::CHARACTER_GROUP)?;
+        let producer = kafka::producer(kafka_brokers)?;
+        let shutdown = spawned.stopped();
+        spawned.spawn(
+            tb_consumers::CHARACTER,
+            tb_consumers::run_character(
+                config.consumers.clone(),
+                consumer,
+                producer,
+                rewards.clone(),
+                Some(processed_tx.clone()),
+                shutdown,
+            ),
+        );
+    }
+    if services.contains(&tb_consumers::MY) {
+        let consumer = kafka::consumer(kafka_brokers, tb_consumers::MY_GROUP)?;
+        let shutdown = spawned.stopped();
+        spawned.spawn(
+            tb_consumers::MY,
+            tb_consumers::run_my(
+                config.consumers.clone(),
+                consumer,
+                history.clone(),
+                Some(processed_tx),
+                shutdown,
+            ),
+        );
+    }
+    Ok(Consumers {
+        rewards,
+        history,
+        processed,
+    })
 }
 
 async fn connect_amqp(url: &str) -> Result<lapin::Connection, StartError> {

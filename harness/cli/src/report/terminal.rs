@@ -2,7 +2,9 @@
 
 use std::fmt::Write as _;
 
-use super::schema::RunResult;
+use tb_verify::Attribution;
+
+use super::schema::{RunResult, TracesSection};
 
 /// The terminal summary.
 pub fn summary(r: &RunResult) -> String {
@@ -45,49 +47,10 @@ pub fn summary(r: &RunResult) -> String {
         );
     }
     if let Some(t) = &r.traces {
-        let t2 = &t.summary;
-        let _ = writeln!(
-            s,
-            "\ntraces    expected {} of {} scans  complete {} ({:.1} %)  stray spans {}  (from {}, verdict in {:.0} ms)",
-            t2.expected,
-            t2.scans,
-            t2.complete,
-            t2.complete_ratio * 100.0,
-            t2.stray_spans,
-            t.source,
-            r.verification_ms
-        );
-        for (edge, n) in &t2.broken_edges {
-            let share = t2.broken_share.get(edge).copied().unwrap_or(0.0) * 100.0;
-            let _ = writeln!(s, "  broken  {edge}: {n} ({share:.1} %)");
-        }
-        for (span, n) in &t2.missing_spans {
-            let _ = writeln!(s, "  missing {span}: {n}");
-        }
-        for (span, n) in &t2.orphans {
-            let _ = writeln!(s, "  orphan  {span}: {n}");
-        }
-        for (p, n) in &t2.other_problems {
-            let _ = writeln!(s, "  other   {p}: {n}");
-        }
-        for e in &t2.stray_examples {
-            let _ = writeln!(s, "  stray   {e}");
-        }
+        traces(&mut s, t, r.verification_ms);
     }
     if let Some(a) = &r.critical_path {
-        let _ = writeln!(
-            s,
-            "\ncritical path over {} scans, mean {:.1} ms (root span {:.1} ms); bottleneck {}",
-            a.scans,
-            a.mean_total_ms,
-            a.root_mean_ms,
-            a.bottleneck.as_deref().unwrap_or("-")
-        );
-        let mut by_service: Vec<_> = a.by_service.iter().collect();
-        by_service.sort_by(|x, y| y.1.total_cmp(x.1));
-        for (service, share) in by_service {
-            let _ = writeln!(s, "  {service:<20} {:>5.1} %", share * 100.0);
-        }
+        critical_path(&mut s, a);
     }
     let _ = writeln!(s);
     for v in &r.expectations {
@@ -105,4 +68,53 @@ pub fn summary(r: &RunResult) -> String {
     }
     let _ = writeln!(s, "{}", if r.passed { "PASSED" } else { "FAILED" });
     s
+}
+
+/// The verification section: counts, then each kind of problem by edge or span.
+fn traces(s: &mut String, t: &TracesSection, verification_ms: f64) {
+    let t2 = &t.summary;
+    let _ = writeln!(
+        s,
+        "\ntraces    expected {} of {} scans  complete {} ({:.1} %)  stray spans {}  (from {}, verdict in {:.0} ms)",
+        t2.expected,
+        t2.scans,
+        t2.complete,
+        t2.complete_ratio * 100.0,
+        t2.stray_spans,
+        t.source,
+        verification_ms
+    );
+    for (edge, n) in &t2.broken_edges {
+        let share = t2.broken_share.get(edge).copied().unwrap_or(0.0) * 100.0;
+        let _ = writeln!(s, "  broken  {edge}: {n} ({share:.1} %)");
+    }
+    for (span, n) in &t2.missing_spans {
+        let _ = writeln!(s, "  missing {span}: {n}");
+    }
+    for (span, n) in &t2.orphans {
+        let _ = writeln!(s, "  orphan  {span}: {n}");
+    }
+    for (p, n) in &t2.other_problems {
+        let _ = writeln!(s, "  other   {p}: {n}");
+    }
+    for e in &t2.stray_examples {
+        let _ = writeln!(s, "  stray   {e}");
+    }
+}
+
+/// The critical-path section: the mean, the bottleneck, each service's share.
+fn critical_path(s: &mut String, a: &Attribution) {
+    let _ = writeln!(
+        s,
+        "\ncritical path over {} scans, mean {:.1} ms (root span {:.1} ms); bottleneck {}",
+        a.scans,
+        a.mean_total_ms,
+        a.root_mean_ms,
+        a.bottleneck.as_deref().unwrap_or("-")
+    );
+    let mut by_service: Vec<_> = a.by_service.iter().collect();
+    by_service.sort_by(|x, y| y.1.total_cmp(x.1));
+    for (service, share) in by_service {
+        let _ = writeln!(s, "  {service:<20} {:>5.1} %", share * 100.0);
+    }
 }
