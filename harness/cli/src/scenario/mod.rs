@@ -5,43 +5,15 @@
 //!
 //! `scenarios/README.md` documents each field with its default; keep the two in step.
 
+mod error;
 pub mod plan;
 pub mod raw;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use error::ScenarioError;
 pub use plan::{Expect, Infra, Scenario, TracingPlan};
 pub use raw::{Hop, InfraMode, RawExporter, RawScenario};
-
-/// A scenario error: which file, which field, what was expected.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ScenarioError {
-    /// The scenario file.
-    pub file: PathBuf,
-    /// Dotted field path such as `load.rate` (empty for the whole document).
-    pub path: String,
-    /// What was wrong.
-    pub message: String,
-}
-
-impl fmt::Display for ScenarioError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}: {}", self.file.display(), self.message)
-        } else {
-            write!(
-                f,
-                "{}: {}: {}",
-                self.file.display(),
-                self.path,
-                self.message
-            )
-        }
-    }
-}
-
-impl std::error::Error for ScenarioError {}
 
 impl Scenario {
     /// Reads and validates the scenario at `path`.

@@ -13,7 +13,7 @@ use tb_telemetry::spans::ConsumerRelation;
 use tb_telemetry::{BatchSettings, Sampling};
 use tb_verify::Template;
 
-use super::ScenarioError;
+use super::error::ScenarioError;
 use super::raw::{
     Hop, InfraMode, RawArrival, RawExpect, RawExporter, RawFaults, RawInfra, RawLatency, RawLoad,
     RawScenario, RawServices, RawTraceShape, RawTracing, RawWorker,
