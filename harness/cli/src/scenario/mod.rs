@@ -9,7 +9,7 @@ mod error;
 pub mod plan;
 pub mod raw;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub use error::ScenarioError;
 pub use plan::{Expect, Infra, Scenario, TracingPlan};
