@@ -1,7 +1,7 @@
 """What the interop scripts share: spans written as JSON lines, and a Celery app wired the way
 tracebench's Rust services use RabbitMQ.
 
-Each script is started by harness/tests/interop.rs, which reads the span lines back and compares
+Each script is started by services/pipeline/tests/interop.rs, which reads the span lines back and compares
 them with the Rust side's spans: same trace id, and the parent edge across the process boundary.
 """
 

@@ -44,7 +44,7 @@ pub enum ChildExit {
     #[error("exited with {0}")]
     Failed(std::process::ExitStatus),
     /// Waiting for it failed.
-    #[error("waiting for it: {0}")]
+    #[error(transparent)]
     Wait(std::io::Error),
     /// It did not stop within the grace period and was killed.
     #[error("did not stop within 30 s; killed")]
@@ -177,6 +177,11 @@ impl Children {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(children)
+    }
+
+    /// Takes the stream of finished scan events, leaving an empty one.
+    pub fn take_processed(&mut self) -> mpsc::UnboundedReceiver<Processed> {
+        std::mem::replace(&mut self.processed, mpsc::unbounded_channel().1)
     }
 
     /// Asks every child to stop (SIGINT, as Ctrl-C would), waits up to 30 s each, kills what

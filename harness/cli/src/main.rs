@@ -294,18 +294,19 @@ async fn main() -> ExitCode {
 }
 
 /// An error and its causes on one line, each cause said once: some errors repeat their
-/// source in their own message, others leave it to the chain.
+/// source in their own message (`pipeline: kafka: …`), others leave it to the chain.
 fn describe(e: &anyhow::Error) -> String {
     let mut out = String::new();
+    let mut previous = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
+        if !previous.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
         }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
+        previous = text;
     }
     out
 }

@@ -43,20 +43,21 @@ pub struct ServiceArgs {
     /// LLM API base URL for the worker (when the mock runs elsewhere).
     #[arg(long, default_value = "http://127.0.0.1:8002")]
     pub llm_url: String,
-    /// Multiplies every simulated latency (0.01 turns the seed's 5 s into 50 ms).
+    /// Multiplies every simulated latency (0.01 turns the seed's 5 s into 50 ms; 0 simulates
+    /// no time at all).
     #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
     /// Worker concurrency.
     #[arg(long, default_value_t = tb_pipeline::seed::CONCURRENCY)]
     pub concurrency: usize,
-    /// Sampling: off, always-off or always-on.
-    #[arg(long, default_value = "always-on")]
+    /// Sampling.
+    #[arg(long, default_value = "always-on", value_parser = sampling_parser())]
     pub sampling: Sampling,
     /// OTLP endpoint (gRPC); defaults to OTEL_EXPORTER_OTLP_ENDPOINT, then localhost:4317.
     #[arg(long, env = "TB_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
-    /// How consumer spans relate to their producers: child or link.
-    #[arg(long, default_value = "child")]
+    /// How consumer spans relate to their producers.
+    #[arg(long, default_value = "child", value_parser = relation_parser())]
     pub relation: ConsumerRelation,
     /// Take every service knob (latencies, faults, worker, tracing) from this scenario file;
     /// the address flags still apply. `tracebench run --services process` passes it.
@@ -70,6 +71,20 @@ pub struct ServiceArgs {
     /// counts scans by them).
     #[arg(long)]
     pub report_processed: bool,
+}
+
+/// `--sampling`'s values, listed in `--help`, parsed by [`Sampling`]'s own `FromStr`.
+fn sampling_parser() -> impl clap::builder::TypedValueParser<Value = Sampling> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(["off", "always-off", "always-on"])
+        .map(|s| s.parse().unwrap_or_default())
+}
+
+/// `--relation`'s values, listed in `--help`, parsed by [`ConsumerRelation`]'s own `FromStr`.
+fn relation_parser() -> impl clap::builder::TypedValueParser<Value = ConsumerRelation> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(["child", "link"])
+        .map(|s| s.parse().unwrap_or_default())
 }
 
 impl ServiceArgs {
@@ -109,14 +124,11 @@ impl ServiceArgs {
 
     /// The service knobs from the flags, when no scenario gives them: the seed at the time
     /// scale, with the worker's concurrency and the consumer relation.
-    fn knobs(&self) -> anyhow::Result<PipelineConfig> {
-        if !(self.time_scale.is_finite() && self.time_scale > 0.0) {
-            anyhow::bail!("--time-scale must be a finite number > 0");
-        }
+    fn knobs(&self) -> PipelineConfig {
         let mut config = PipelineConfig::seed(self.time_scale).with_relation(self.relation);
         config.worker.concurrency = self.concurrency;
-        config.worker.prefetch = u16::try_from(self.concurrency * 2).unwrap_or(u16::MAX);
-        Ok(config)
+        config.worker.prefetch = tb_pipeline::seed::prefetch(self.concurrency);
+        config
     }
 
     /// Telemetry for these services, under the scenario's tracing plan when there is one.
@@ -180,6 +192,9 @@ pub fn command_line(
 /// Fails on an unknown service, a bad scenario or time scale, telemetry that cannot be set up,
 /// a pipeline that does not start, or a service that stopped with an error.
 pub async fn serve(args: ServiceArgs) -> anyhow::Result<()> {
+    if !(args.time_scale.is_finite() && args.time_scale >= 0.0) {
+        anyhow::bail!("--time-scale must be a finite number >= 0");
+    }
     let services = args.services()?;
     let scenario = match &args.scenario {
         Some(file) => Some(Scenario::load(file).context("scenario error")?),
@@ -189,7 +204,7 @@ pub async fn serve(args: ServiceArgs) -> anyhow::Result<()> {
     let guard = init_telemetry(&services, telemetry)?;
     let mut config = match scenario {
         Some(s) => s.pipeline,
-        None => args.knobs()?,
+        None => args.knobs(),
     };
     config.services = services.clone();
     config.wiring = args.wiring();
@@ -197,8 +212,8 @@ pub async fn serve(args: ServiceArgs) -> anyhow::Result<()> {
     let mut pipeline = Pipeline::start(config)
         .await
         .context("starting the pipeline")?;
-    // Without a reader the receiver is dropped and the consumers stop sending.
-    let processed = std::mem::replace(&mut pipeline.processed, mpsc::unbounded_channel().1);
+    // Without a reader the receiver is dropped and the consumers' sends fail (and are ignored).
+    let processed = pipeline.take_processed();
     let reporter = args
         .report_processed
         .then(|| tokio::spawn(report_processed(processed)));
@@ -241,10 +256,15 @@ fn init_telemetry(
 
 /// Writes one [`ProcessedLine`] per event on stdout until the consumers stop.
 async fn report_processed(mut processed: mpsc::UnboundedReceiver<Processed>) {
-    use std::io::Write as _;
+    use tokio::io::AsyncWriteExt as _;
+    let mut stdout = tokio::io::stdout();
     while let Some(p) = processed.recv().await {
-        let line = ProcessedLine::render(&p);
-        let _ = writeln!(std::io::stdout().lock(), "{line}");
+        let mut line = ProcessedLine::render(&p);
+        line.push('\n');
+        // Each line goes out whole and at once: the harness reads them as they come.
+        if stdout.write_all(line.as_bytes()).await.is_err() || stdout.flush().await.is_err() {
+            return;
+        }
     }
 }
 

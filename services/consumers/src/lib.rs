@@ -5,17 +5,23 @@
 //!   redelivered event never grants twice.
 //! - **my** (group `my`): `process scan.completed` → `record_history`, the user's scan history.
 //!
-//! Both continue the trace from the record headers (or link to it), store the offset only
-//! after processing, and commit on shutdown.
+//! Both continue the trace from the record headers (or link to it), process up to
+//! `concurrency` records at once, store a partition's offset only once every record below it
+//! was processed ([`offsets`]), and commit on shutdown.
+
+mod offsets;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
 use tb_messaging::events::{CharacterGranted, ScanCompleted};
 use tb_messaging::kafka::{CHARACTER_GRANTED, SCAN_COMPLETED};
 use tb_telemetry::spans::{self, ConsumerRelation, MessagingSystem, keys};
@@ -23,6 +29,8 @@ use tb_telemetry::{carrier, service};
 use tokio::sync::mpsc;
 use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::offsets::Offsets;
 
 /// The character consumer's service name and consumer group.
 pub const CHARACTER: &str = "character-consumer";
@@ -42,6 +50,9 @@ pub struct ConsumerConfig {
     pub handle_latency: Duration,
     /// Simulated time of `grant_reward`.
     pub grant_latency: Duration,
+    /// Records processed at once by each consumer. With more than one, a user's history is
+    /// recorded in completion order, not offset order.
+    pub concurrency: usize,
 }
 
 /// A scan event a consumer finished with, for whoever counts scans end to end.
@@ -164,11 +175,13 @@ fn parse(message: &BorrowedMessage<'_>, span: &Span) -> Option<ScanCompleted> {
     }
 }
 
-/// Runs `handle` on every message of `consumer` until `shutdown`, storing each offset after
-/// the handler returns, and commits synchronously at the end.
+/// Runs `handle` on every message of `consumer` until `shutdown`, up to `concurrency` at once,
+/// storing each partition's offset only once every record below it is done (see [`offsets`]);
+/// on shutdown it finishes what is in flight and commits synchronously.
 async fn consume<F, Fut>(
     service: &'static str,
     consumer: StreamConsumer,
+    concurrency: usize,
     shutdown: impl Future<Output = ()> + Send,
     mut handle: F,
 ) -> Result<(), rdkafka::error::KafkaError>
@@ -178,19 +191,31 @@ where
 {
     consumer.subscribe(&[SCAN_COMPLETED])?;
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut offsets = Offsets::default();
+    let mut in_flight = FuturesUnordered::new();
+    let concurrency = concurrency.max(1);
     loop {
-        let message = tokio::select! {
-            m = consumer.recv() => m?,
+        tokio::select! {
+            // Finished records first: they free slots and move the stored offsets on.
+            biased;
+            Some((partition, offset)) = in_flight.next() => {
+                store(&consumer, &mut offsets, partition, offset);
+            }
+            m = consumer.recv(), if in_flight.len() < concurrency => {
+                let message = m?;
+                let (partition, offset) = (message.partition(), message.offset());
+                offsets.start(partition, offset);
+                let work = service::scope(service, handle(message));
+                in_flight.push(async move {
+                    work.await;
+                    (partition, offset)
+                });
+            }
             () = &mut shutdown => break,
-        };
-        let (topic, partition, offset) = (
-            message.topic().to_owned(),
-            message.partition(),
-            message.offset(),
-        );
-        service::scope(service, handle(message)).await;
-        // The next offset to read is the one after this message.
-        consumer.store_offset(&topic, partition, offset + 1)?;
+        }
+    }
+    while let Some((partition, offset)) = in_flight.next().await {
+        store(&consumer, &mut offsets, partition, offset);
     }
     match consumer.commit_consumer_state(CommitMode::Sync) {
         // Nothing consumed yet: nothing to commit.
@@ -198,6 +223,25 @@ where
             rdkafka::types::RDKafkaErrorCode::NoOffset,
         )) => Ok(()),
         other => other,
+    }
+}
+
+/// Marks a record done and stores the partition's offset when it moved on. A store that fails
+/// (the partition was revoked in a rebalance) is logged: its new owner reads from the last
+/// committed offset, so the record is processed again rather than lost.
+fn store(consumer: &StreamConsumer, offsets: &mut Offsets, partition: i32, offset: i64) {
+    let Some(next) = offsets.done(partition, offset) else {
+        return;
+    };
+    // A partition list stores offsets as given: the next record to read. (`store_offset`
+    // would not: librdkafka's `rd_kafka_offset_store` commits its argument plus one, so storing
+    // "the next offset" through it skips a record on every restart.)
+    let mut list = TopicPartitionList::new();
+    let stored = list
+        .add_partition_offset(SCAN_COMPLETED, partition, Offset::Offset(next))
+        .and_then(|()| consumer.store_offsets(&list));
+    if let Err(e) = stored {
+        tracing::warn!(error = %e, partition, offset = next, "storing a consumer offset failed");
     }
 }
 
@@ -214,16 +258,16 @@ pub async fn run_character(
     processed: Option<mpsc::UnboundedSender<Processed>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), rdkafka::error::KafkaError> {
-    consume(CHARACTER, consumer, shutdown, |message| {
+    consume(CHARACTER, consumer, config.concurrency, shutdown, |message| {
         let span = consumer_span(&message, CHARACTER_GROUP, config.relation);
         let event = parse(&message, &span);
         let (rewards, producer, processed, config) = (&rewards, &producer, &processed, &config);
         async move {
             let Some(event) = event else { return };
             let granted = async {
-                tokio::time::sleep(config.handle_latency).await;
+                tb_sim::wait(config.handle_latency).await;
                 async {
-                    tokio::time::sleep(config.grant_latency).await;
+                    tb_sim::wait(config.grant_latency).await;
                     let granted = rewards.grant(&event);
                     if granted.is_none() {
                         Span::current().set_attribute("reward.duplicate", true);
@@ -282,7 +326,7 @@ pub async fn run_my(
     processed: Option<mpsc::UnboundedSender<Processed>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), rdkafka::error::KafkaError> {
-    consume(MY, consumer, shutdown, |message| {
+    consume(MY, consumer, config.concurrency, shutdown, |message| {
         let span = consumer_span(&message, MY_GROUP, config.relation);
         let event = parse(&message, &span);
         let (history, processed) = (&history, &processed);
@@ -310,6 +354,134 @@ pub async fn run_my(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs [`consume`] for `group` on `brokers` with 8 records at once; `handle` gets each
+    /// record's payload as a number.
+    fn consumer_task<Fut>(
+        brokers: String,
+        group: &'static str,
+        handle: impl Fn(u32) -> Fut + Send + Sync + 'static,
+        shutdown: tokio::sync::oneshot::Receiver<()>,
+    ) -> tokio::task::JoinHandle<Result<(), rdkafka::error::KafkaError>>
+    where
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        tokio::spawn(async move {
+            let consumer = tb_messaging::kafka::consumer(&brokers, group)?;
+            consume(
+                MY,
+                consumer,
+                8,
+                async {
+                    let _ = shutdown.await;
+                },
+                |message| {
+                    let n = std::str::from_utf8(message.payload().unwrap_or_default())
+                        .ok()
+                        .and_then(|t| t.parse().ok())
+                        .unwrap_or(u32::MAX);
+                    handle(n)
+                },
+            )
+            .await
+        })
+    }
+
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_consumer_crash_mid_batch_loses_no_record_and_skips_none() {
+        let kafka = tb_messaging::kafka::EmbeddedKafka::start().expect("embedded kafka");
+        let brokers = kafka.bootstrap_servers().to_owned();
+        let producer = tb_messaging::kafka::producer(&brokers).expect("producer");
+        // One key: one partition, so "below" means something.
+        for n in 0..20u32 {
+            tb_messaging::kafka::publish(
+                &producer,
+                SCAN_COMPLETED,
+                "k",
+                "id",
+                n.to_string().as_bytes(),
+            )
+            .await
+            .expect("published");
+        }
+
+        // The first consumer gets stuck on record 5 while records after it finish, then
+        // crashes: its task is dropped mid-batch, with no graceful commit.
+        let first: Arc<Mutex<HashSet<u32>>> = Arc::default();
+        let seen = first.clone();
+        let (_keep, never) = tokio::sync::oneshot::channel();
+        let crashed = consumer_task(
+            brokers.clone(),
+            "crash-test",
+            move |n| {
+                let seen = seen.clone();
+                async move {
+                    if n == 5 {
+                        std::future::pending::<()>().await;
+                    }
+                    seen.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(n);
+                }
+            },
+            never,
+        );
+        let len =
+            |s: &Arc<Mutex<HashSet<u32>>>| s.lock().unwrap_or_else(PoisonError::into_inner).len();
+        until("the first consumer to pass record 5", || len(&first) >= 7).await;
+        // Long enough for auto-commit (500 ms) to commit whatever offset was stored.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        crashed.abort();
+        let _ = crashed.await;
+        let first = first.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        assert!(!first.contains(&5));
+
+        // The restarted consumer resumes at the oldest unfinished record: 5 is not skipped,
+        // and nothing is lost.
+        let second: Arc<Mutex<HashSet<u32>>> = Arc::default();
+        let seen = second.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let restarted = consumer_task(
+            brokers.clone(),
+            "crash-test",
+            move |n| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(n);
+                }
+            },
+            stopped,
+        );
+        until("the restarted consumer to process record 5", || {
+            second
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(&5)
+        })
+        .await;
+        let all: HashSet<u32> = (0..20).collect();
+        until("every record to be processed by one of the two", || {
+            let second = second.lock().unwrap_or_else(PoisonError::into_inner);
+            first.union(&second).copied().collect::<HashSet<_>>() == all
+        })
+        .await;
+        let _ = stop.send(());
+        restarted.await.expect("joins").expect("stops cleanly");
+        // Records before 5 finished before the crash and were committed: not read again.
+        let second = second.lock().unwrap_or_else(PoisonError::into_inner);
+        assert!((0..5).all(|n| !second.contains(&n)), "{second:?}");
+    }
 
     fn event(task: &str) -> ScanCompleted {
         ScanCompleted {

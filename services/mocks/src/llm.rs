@@ -157,7 +157,7 @@ fn sse_stream(
         });
         async move {
             let (wait, data) = next?;
-            tokio::time::sleep(wait).await;
+            tb_sim::wait(wait).await;
             Some((Ok(Event::default().data(data)), i + 1))
         }
     })
@@ -181,7 +181,7 @@ async fn completions(
     if req.stream {
         return Ok(Sse::new(sse_stream(first, gaps, req.model)).into_response());
     }
-    tokio::time::sleep(first + gaps.iter().sum::<Duration>()).await;
+    tb_sim::wait(first + gaps.iter().sum::<Duration>()).await;
     let content: String = (0..tokens).map(token).collect();
     let prompt_tokens: usize = req
         .messages

@@ -27,8 +27,8 @@ pub enum ConfigError {
     /// The fault rates are invalid.
     #[error("faults: {0}")]
     Faults(#[from] FaultsError),
-    /// `time_scale` is not a positive finite number.
-    #[error("time_scale must be a finite number > 0, got {0}")]
+    /// `time_scale` is not a finite number ≥ 0.
+    #[error("time_scale must be a finite number >= 0, got {0}")]
     TimeScale(f64),
 }
 
@@ -46,7 +46,7 @@ pub(crate) struct Sim {
 impl Sim {
     pub(crate) fn new(seed: u64, faults: Faults, time_scale: f64) -> Result<Self, ConfigError> {
         faults.validate()?;
-        if !(time_scale.is_finite() && time_scale > 0.0) {
+        if !(time_scale.is_finite() && time_scale >= 0.0) {
             return Err(ConfigError::TimeScale(time_scale));
         }
         Ok(Self {

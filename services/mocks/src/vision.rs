@@ -125,7 +125,7 @@ async fn analyze(
     if let Some(fault) = state.sim.fault().await {
         return Ok(fault);
     }
-    tokio::time::sleep(state.sim.latency(&state.latency)).await;
+    tb_sim::wait(state.sim.latency(&state.latency)).await;
     let category = category_of(&req.image_url);
     let confidence = state.sim.with_rng(|rng| rng.random_range(0.5..1.0));
     Ok(Json(AnalyzeResponse {

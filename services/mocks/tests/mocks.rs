@@ -219,11 +219,19 @@ fn invalid_configuration_names_the_field() {
     .expect_err("p99 below median");
     assert!(err.to_string().starts_with("latency: p99_ms"), "{err}");
     let err = LlmState::new(&LlmConfig {
-        time_scale: 0.0,
+        time_scale: -1.0,
         ..LlmConfig::default()
     })
-    .expect_err("zero scale");
+    .expect_err("negative scale");
     assert!(err.to_string().contains("time_scale"), "{err}");
+    // Zero is valid: no simulated time at all.
+    assert!(
+        LlmState::new(&LlmConfig {
+            time_scale: 0.0,
+            ..LlmConfig::default()
+        })
+        .is_ok()
+    );
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use tb_worker::WorkerConfig;
 
 use crate::SERVICES;
 
-/// The seed design's simulated times (`shared/seed-pipeline.md`), before a time scale. The
+/// The seed design's simulated times (`../shared/seed-pipeline.md`), before a time scale. The
 /// mocks' latency distributions (Vision ≈ 1900 ms, LLM ≈ 400 ms + 100 × 20 ms) are their own
 /// defaults in `tb-mocks`.
 pub mod seed {
@@ -30,6 +30,14 @@ pub mod seed {
     pub const GRANT: Duration = Duration::from_millis(30);
     /// Tasks the worker processes at once.
     pub const CONCURRENCY: usize = 16;
+    /// Unacked deliveries RabbitMQ may push ahead of a worker running `concurrency` tasks.
+    pub fn prefetch(concurrency: usize) -> u16 {
+        u16::try_from(concurrency * 2).unwrap_or(u16::MAX)
+    }
+
+    /// Records each Kafka consumer processes at once. Enough that simulated waits overlap at
+    /// thousands of scans a second; offsets still advance only past finished records.
+    pub const CONSUMER_CONCURRENCY: usize = 64;
 }
 
 /// Which Kafka to use.
@@ -129,7 +137,7 @@ impl PipelineConfig {
         let scaled = |d: Duration| d.mul_f64(time_scale);
         let worker = WorkerConfig {
             concurrency: seed::CONCURRENCY,
-            prefetch: u16::try_from(seed::CONCURRENCY * 2).unwrap_or(u16::MAX),
+            prefetch: seed::prefetch(seed::CONCURRENCY),
             rule_match_work: scaled(seed::RULE_MATCH),
             ..WorkerConfig::default()
         };
@@ -149,6 +157,7 @@ impl PipelineConfig {
                 relation: ConsumerRelation::Child,
                 handle_latency: scaled(seed::HANDLE),
                 grant_latency: scaled(seed::GRANT),
+                concurrency: seed::CONSUMER_CONCURRENCY,
             },
             store_latency: scaled(seed::STORE_WRITE),
             strip_amqp: 0.0,

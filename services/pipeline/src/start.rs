@@ -54,16 +54,16 @@ pub enum StartError {
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     /// An HTTP service's listener or connection loop failed.
-    #[error("serving HTTP: {0}")]
+    #[error(transparent)]
     Http(#[from] std::io::Error),
     /// The worker failed.
     #[error(transparent)]
     Worker(#[from] tb_worker::WorkerError),
     /// A consumer's Kafka client failed.
-    #[error("kafka: {0}")]
+    #[error(transparent)]
     Kafka(#[from] rdkafka::error::KafkaError),
-    /// The service's task panicked.
-    #[error("panicked: {0}")]
+    /// The service's task panicked (or was cancelled).
+    #[error("{0}")]
     Panicked(tokio::task::JoinError),
 }
 
@@ -88,8 +88,7 @@ pub struct Pipeline {
     pub history: Arc<History>,
     /// The worker's counters (zero when it does not run here).
     pub worker: Arc<WorkerStats>,
-    /// Every scan event a consumer finished, as it happens. Drop it when nobody counts:
-    /// the consumers then stop sending.
+    /// Every scan event a consumer finished, as it happens (see [`Pipeline::take_processed`]).
     pub processed: mpsc::UnboundedReceiver<Processed>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<Exit>,
@@ -235,6 +234,12 @@ impl Pipeline {
             _connection: connection,
             _kafka: embedded,
         })
+    }
+
+    /// Takes the stream of finished scan events, leaving an empty one. Drop it when nobody
+    /// counts: the consumers' sends then fail and are ignored.
+    pub fn take_processed(&mut self) -> mpsc::UnboundedReceiver<Processed> {
+        std::mem::replace(&mut self.processed, mpsc::unbounded_channel().1)
     }
 
     /// Waits until one service stops on its own (an error, or an injected crash) and returns

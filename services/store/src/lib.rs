@@ -134,9 +134,7 @@ impl MemoryStore {
     }
 
     async fn write_delay(&self) {
-        if !self.write_latency.is_zero() {
-            tokio::time::sleep(self.write_latency).await;
-        }
+        tb_sim::wait(self.write_latency).await;
     }
 }
 

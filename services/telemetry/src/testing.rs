@@ -12,7 +12,7 @@ use opentelemetry_semantic_conventions::resource::SERVICE_NAME;
 
 use crate::setup::FinishedSpan;
 
-/// Spans exported by [`Exporter::Memory`]; clones share one buffer.
+/// Spans exported by [`Exporter::Memory`](crate::Exporter::Memory); clones share one buffer.
 #[derive(Clone, Default)]
 pub struct MemorySpans(Arc<Mutex<Vec<FinishedSpan>>>);
 
@@ -45,7 +45,7 @@ impl PartialEq for MemorySpans {
     }
 }
 
-/// The exporter behind [`Exporter::Memory`]; learns its service from the resource.
+/// The exporter behind [`Exporter::Memory`](crate::Exporter::Memory); learns its service from the resource.
 #[derive(Debug)]
 pub(crate) struct MemoryExporter {
     pub(crate) spans: MemorySpans,

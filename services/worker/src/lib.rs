@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
@@ -475,16 +475,7 @@ async fn scan(ctx: &Ctx, image_url: &str) -> Result<ScanResult, CallError> {
 /// engine does. It spins on the calling thread on purpose: CPU work that holds a runtime thread
 /// is what the seed measures, and what tracing overhead competes with.
 fn rule_match(category: &str, work: Duration) -> String {
-    let start = Instant::now();
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    while start.elapsed() < work {
-        for _ in 0..256 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-        }
-    }
-    std::hint::black_box(x);
+    tb_sim::spin(work);
     match category {
         "plastic" | "glass" | "metal" | "paper" => format!("recycle-{category}"),
         "food" => "compost".to_owned(),
@@ -582,6 +573,8 @@ async fn retry_or_fail(ctx: &Ctx, task: &TaskMessage, span: &Span, error: &CallE
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
 
     #[test]

@@ -12,7 +12,7 @@ pub use junit::junit;
 pub use schema::{LatencySection, RunResult, SCHEMA_VERSION, SpanSummary, TracesSection, Verdict};
 pub use terminal::summary;
 
-/// `s` with the five XML special characters escaped (for JUnit XML and the HTML page).
+/// `s` with `&`, `<`, `>` and `"` escaped (for JUnit XML and the HTML page).
 pub(crate) fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")

@@ -3,8 +3,8 @@
 //!
 //! | file          | what                                                            |
 //! |---------------|-----------------------------------------------------------------|
-//! | [`target`]    | `POST /scan` as the load generator's target                     |
-//! | [`progress`]  | the live line on stderr                                         |
+//! | `target`      | `POST /scan` as the load generator's target                     |
+//! | `progress`    | the live line on stderr                                         |
 //! | [`traces`]    | reading spans back, judging every scan, waterfalls              |
 //! | [`expect`]    | the scenario's expectations, one verdict each                   |
 
@@ -219,7 +219,7 @@ async fn start(
             config.wiring = wiring.clone();
             let mut pipeline = Pipeline::start(config).await?;
             let scan_api = pipeline.scan_api.ok_or(RunError::NoScanApi)?;
-            let processed = std::mem::replace(&mut pipeline.processed, mpsc::unbounded_channel().1);
+            let processed = pipeline.take_processed();
             Ok((Running::InProcess(pipeline), scan_api, processed))
         }
         Services::Process {
@@ -235,7 +235,7 @@ async fn start(
                 options.out.as_deref(),
             )
             .await?;
-            let processed = std::mem::replace(&mut children.processed, mpsc::unbounded_channel().1);
+            let processed = children.take_processed();
             let scan_api = children.scan_api;
             Ok((Running::Children(children), scan_api, processed))
         }

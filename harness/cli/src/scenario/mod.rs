@@ -105,6 +105,19 @@ mod tests {
     }
 
     #[test]
+    fn time_scale_zero_simulates_no_time_and_a_negative_one_is_named() {
+        let s = parse(&format!("{MINIMAL}time_scale: 0\n")).expect("valid");
+        assert_eq!(s.pipeline.worker.rule_match_work, Duration::ZERO);
+        assert_eq!(s.pipeline.consumers.handle_latency, Duration::ZERO);
+        assert_eq!(s.pipeline.store_latency, Duration::ZERO);
+        assert_eq!(s.pipeline.vision.time_scale, 0.0);
+        assert_eq!(
+            error_path(&format!("{MINIMAL}time_scale: -1\n")),
+            "time_scale"
+        );
+    }
+
+    #[test]
     fn unknown_fields_are_named_with_their_path() {
         assert_eq!(error_path(&format!("{MINIMAL}bogus: 1\n")), "bogus");
         let e = parse(&format!(

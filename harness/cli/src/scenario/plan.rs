@@ -199,12 +199,12 @@ impl Scenario {
             Some(w) => c.duration("warmup", w)?,
             None => Duration::ZERO,
         };
-        let scale = c.positive("time_scale", raw.time_scale)?;
+        // 0 is valid: no simulated waiting or spinning at all, protocol and telemetry cost only.
+        let scale = c.non_negative("time_scale", raw.time_scale)?;
         let load = c.load(&raw.load)?;
+        let pipeline = c.pipeline(&raw.services, scale, raw.seed)?;
         let tracing = c.tracing(&raw.tracing)?;
-        let mut pipeline = c
-            .pipeline(&raw.services, scale, raw.seed)?
-            .with_relation(tracing.relation);
+        let mut pipeline = pipeline.with_relation(tracing.relation);
         let infra = c.infra(raw.infra, tracing.exporter)?;
         let expect = c.expect(&raw.expect, tracing.relation)?;
         let strip = match raw.faults.strip_headers {
@@ -347,6 +347,12 @@ impl Check<'_> {
         pipeline.store_latency = ms("services.store_ms", s.store_ms, seed::STORE_WRITE)?;
         pipeline.consumers.handle_latency = ms("services.handle_ms", s.handle_ms, seed::HANDLE)?;
         pipeline.consumers.grant_latency = ms("services.grant_ms", s.grant_ms, seed::GRANT)?;
+        if let Some(n) = s.consumers.concurrency {
+            if n == 0 {
+                return Err(self.err("services.consumers.concurrency", "expected at least 1"));
+            }
+            pipeline.consumers.concurrency = n;
+        }
         Ok(pipeline)
     }
 
@@ -366,7 +372,7 @@ impl Check<'_> {
         worker.prefetch = match w.prefetch {
             Some(0) => return Err(self.err("services.worker.prefetch", "expected at least 1")),
             Some(p) => p,
-            None => u16::try_from(worker.concurrency * 2).unwrap_or(u16::MAX),
+            None => seed::prefetch(worker.concurrency),
         };
         if let Some(r) = w.max_retries {
             worker.max_retries = r;

@@ -308,6 +308,19 @@ pub struct RawServices {
     /// `grant_reward` time. Default 30.
     #[serde(default)]
     pub grant_ms: Option<f64>,
+    /// The Kafka consumers.
+    #[serde(default)]
+    pub consumers: RawConsumers,
+}
+
+/// The Kafka consumers (character and my).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsumers {
+    /// Records each consumer processes at once; offsets advance only past finished records.
+    /// Default 64.
+    #[serde(default)]
+    pub concurrency: Option<usize>,
 }
 
 /// Where spans go.
