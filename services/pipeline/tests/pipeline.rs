@@ -373,6 +373,69 @@ async fn a_failed_first_attempt_is_retried_in_the_same_trace_and_completes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_waiting_out_its_backoff_holds_no_worker_slot() {
+    telemetry();
+    let queue = queue();
+    let mut c = config(&queue);
+    // One slot, and a first attempt that fails into a long backoff.
+    c.worker.concurrency = 1;
+    c.worker.prefetch = 1;
+    c.worker.retry_backoff = Duration::from_secs(4);
+    c.vision.faults = Faults {
+        fail_first: 1,
+        ..Faults::default()
+    };
+    let mut pipeline = Pipeline::start(c).await.expect("pipeline starts");
+    let (_, first) = post_scan(&pipeline, None).await;
+    let first = first["task_id"].as_str().expect("task_id").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pipeline
+        .worker
+        .retried
+        .load(std::sync::atomic::Ordering::Relaxed)
+        == 0
+    {
+        assert!(Instant::now() < deadline, "the first attempt never failed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The retry is waiting out its 4 s. A second scan gets the one slot meanwhile: had the
+    // retry slept in the slot, the second scan would finish only after it, 4 s from now.
+    // (The worker's own count, not the consumers': their groups may still be joining.)
+    let completed = || {
+        pipeline
+            .worker
+            .completed
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let posted = Instant::now();
+    let (_, second) = post_scan(&pipeline, None).await;
+    let second = second["task_id"].as_str().expect("task_id").to_owned();
+    while completed() == 0 {
+        assert!(
+            posted.elapsed() < Duration::from_secs(3),
+            "the second scan waited behind a retry's backoff"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The retry still comes back after its backoff, and completes.
+    wait_processed(&mut pipeline, &second).await;
+    wait_processed(&mut pipeline, &first).await;
+    assert!(posted.elapsed() >= Duration::from_secs(3));
+    let record = pipeline
+        .store
+        .get(&first)
+        .await
+        .expect("store")
+        .expect("known");
+    assert_eq!(
+        (record.attempts, record.state),
+        (2, tb_store::ScanState::Completed)
+    );
+    assert!(pipeline.shutdown().await.is_empty());
+    drop_queue(&queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_that_fails_every_attempt_is_marked_failed_with_an_error_span() {
     telemetry();
     let queue = queue();

@@ -531,7 +531,8 @@ async fn announce(
     Done::Ack
 }
 
-/// A failed attempt: republish for another (Celery's `Task.retry`), or mark the scan failed.
+/// A failed attempt: republish for another after the backoff (Celery's `Task.retry` with a
+/// countdown) through a delay queue, acking this delivery at once; or mark the scan failed.
 async fn retry_or_fail(ctx: &Ctx, task: &TaskMessage, span: &Span, error: &CallError) -> Done {
     let config = &ctx.config;
     if task.retries >= config.max_retries {
@@ -558,8 +559,13 @@ async fn retry_or_fail(ctx: &Ctx, task: &TaskMessage, span: &Span, error: &CallE
         backoff_ms = backoff.as_millis() as u64,
         "attempt failed; retrying"
     );
-    tokio::time::sleep(backoff).await;
-    match ctx.retries.publish_traced(&task.retried()).await {
+    // Celery's countdown without holding anything: the retry waits in a delay queue, and this
+    // delivery is acked at once, freeing its concurrency slot for other scans.
+    match ctx
+        .retries
+        .publish_traced_after(&task.retried(), backoff)
+        .await
+    {
         Ok(()) => {
             ctx.stats.retried.fetch_add(1, Ordering::Relaxed);
             Done::Ack
