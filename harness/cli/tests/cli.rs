@@ -317,3 +317,67 @@ fn the_seed_pipeline_reads_the_same_bottlenecks_as_the_design() {
         "{shares}"
     );
 }
+
+#[test]
+fn a_capacity_search_stops_at_the_first_rate_that_does_not_hold() {
+    let dir = scratch("search");
+    let file = dir.join("search.yaml");
+    // 10, 20, 30 scans/s hold easily; the p99 bound is far above a 50 ms scan.
+    std::fs::write(
+        &file,
+        "name: search\nduration: 1m\ntime_scale: 0.01\n\
+         load:\n  arrival: {search: {from: 10, to: 30, step: 10, hold: 2s, max_p99_ms: 2000}}\n\
+         tracing:\n  sampler: off\n  exporter: discard\n",
+    )
+    .expect("scenario written");
+    let out = dir.join("out");
+    let args = [
+        "run",
+        file.to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--quiet",
+    ];
+    let run = tracebench(&args);
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("capacity  30 scans/s"), "{stdout}");
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("result.json")).expect("result.json"))
+            .expect("json");
+    let capacity = &result["capacity"];
+    assert_eq!(capacity["max_rate"], 30.0, "{capacity}");
+    let steps = capacity["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 3);
+    assert!(
+        steps
+            .iter()
+            .all(|s| s["passed"] == true && s["scans"]["lost"] == 0)
+    );
+
+    // A bound no scan can meet: the first rate does not hold, the search stops there, exit 1.
+    let strict = std::fs::read_to_string(&file)
+        .expect("read")
+        .replace("max_p99_ms: 2000", "max_p99_ms: 1");
+    std::fs::write(&file, strict).expect("scenario written");
+    let run = tracebench(&args);
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("result.json")).expect("result.json"))
+            .expect("json");
+    assert_eq!(result["capacity"]["max_rate"], serde_json::Value::Null);
+    assert_eq!(
+        result["capacity"]["steps"].as_array().map(Vec::len),
+        Some(1)
+    );
+}

@@ -9,7 +9,10 @@ pub mod terminal;
 
 pub use html::{DrawError, html};
 pub use junit::junit;
-pub use schema::{LatencySection, RunResult, SCHEMA_VERSION, SpanSummary, TracesSection, Verdict};
+pub use schema::{
+    CapacitySection, CapacityStep, LatencySection, RunResult, SCHEMA_VERSION, SpanSummary,
+    TracesSection, Verdict,
+};
 pub use terminal::summary;
 
 /// `s` with `&`, `<`, `>` and `"` escaped (for JUnit XML and the HTML page).

@@ -80,6 +80,34 @@ impl LatencySection {
     }
 }
 
+/// One rate of a saturation search.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CapacityStep {
+    /// Offered rate (requests/s).
+    pub rate: f64,
+    /// Rate served: successful answers per held second.
+    pub throughput_rps: f64,
+    /// End-to-end p99, corrected, ms.
+    pub p99_ms: f64,
+    /// Scans accepted, completed and lost in this step.
+    pub scans: Followed,
+    /// Requests of this step.
+    pub requests: Requests,
+    /// Whether the step held: nothing lost, skipped or failed, p99 under the bound.
+    pub passed: bool,
+}
+
+/// The result of `load.arrival: {search: …}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CapacitySection {
+    /// The end-to-end p99 bound each step had to hold, ms.
+    pub max_p99_ms: f64,
+    /// The highest rate that held (requests/s); `None` when the first step failed.
+    pub max_rate: Option<f64>,
+    /// Every step tried, in order; the search stops at the first that fails.
+    pub steps: Vec<CapacityStep>,
+}
+
 /// `result.json`: a stable schema, documented in `scenarios/README.md`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
@@ -117,6 +145,10 @@ pub struct RunResult {
     pub histogram: Vec<(f64, u64)>,
     /// Up to five failure messages.
     pub sample_errors: Vec<String>,
+    /// The saturation search, when the scenario runs one. The rest of the result then
+    /// describes the highest rate that held (or the first step, when none did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<CapacitySection>,
     /// Every expectation's verdict.
     pub expectations: Vec<Verdict>,
     /// Whether every expectation held.

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use tb_verify::Attribution;
 
-use super::schema::{RunResult, TracesSection};
+use super::schema::{CapacitySection, RunResult, TracesSection};
 
 /// The terminal summary.
 pub fn summary(r: &RunResult) -> String {
@@ -46,6 +46,9 @@ pub fn summary(r: &RunResult) -> String {
             l.p50, l.p90, l.p99, l.p999, l.max
         );
     }
+    if let Some(c) = &r.capacity {
+        capacity(&mut s, c);
+    }
     if let Some(t) = &r.traces {
         traces(&mut s, t, r.verification_ms);
     }
@@ -68,6 +71,36 @@ pub fn summary(r: &RunResult) -> String {
     }
     let _ = writeln!(s, "{}", if r.passed { "PASSED" } else { "FAILED" });
     s
+}
+
+/// The saturation search: every step, then the capacity found.
+fn capacity(s: &mut String, c: &CapacitySection) {
+    let _ = writeln!(
+        s,
+        "\nsearch (e2e p99 ≤ {} ms)   offered/s  served/s   p99 ms   lost  skipped  failed",
+        c.max_p99_ms
+    );
+    for step in &c.steps {
+        let _ = writeln!(
+            s,
+            "  {:<22}{:>9.0} {:>9.1} {:>8.1} {:>6} {:>8} {:>7}",
+            if step.passed { "held" } else { "did not hold" },
+            step.rate,
+            step.throughput_rps,
+            step.p99_ms,
+            step.scans.lost,
+            step.requests.skipped,
+            step.requests.failed
+        );
+    }
+    match c.max_rate {
+        Some(rate) => {
+            let _ = writeln!(s, "capacity  {rate:.0} scans/s");
+        }
+        None => {
+            let _ = writeln!(s, "capacity  none: the first rate did not hold");
+        }
+    }
 }
 
 /// The verification section: counts, then each kind of problem by edge or span.

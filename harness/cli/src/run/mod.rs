@@ -7,7 +7,9 @@
 //! | `progress`    | the live line on stderr                                         |
 //! | [`traces`]    | reading spans back, judging every scan, waterfalls              |
 //! | [`expect`]    | the scenario's expectations, one verdict each                   |
+//! | `capacity`    | the saturation search: rate after rate until one does not hold  |
 
+mod capacity;
 pub mod expect;
 mod progress;
 mod target;
@@ -112,12 +114,28 @@ pub async fn run(
     let queue = format!("scan.tasks.run-{:016x}", rand::random::<u64>());
     let wiring = Wiring::ephemeral(infra.amqp_url.clone(), infra.kafka.clone(), queue);
     let (running, scan_api, processed) = start(scenario, &wiring, options).await?;
-    let tracker = Arc::new(Tracker::default());
-    let feed = tokio::spawn(count_completions(processed, tracker.clone()));
+    let trackers = Arc::new(CurrentTracker::default());
+    let feed = tokio::spawn(count_completions(processed, trackers.clone()));
     let target = Arc::new(ScanTarget::new(scan_api, scenario.load.connections));
-    probe(&target, &tracker).await;
+    probe(&target, &trackers.get()).await;
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let load = drive(scenario, target.clone(), tracker, options.quiet).await?;
+    let (load, capacity, scans) = match &scenario.search {
+        None => {
+            let load = drive(
+                plan(scenario),
+                target.clone(),
+                trackers.get(),
+                options.quiet,
+            )
+            .await?;
+            (load, None, target.take().0)
+        }
+        Some(search) => {
+            let found =
+                capacity::search(scenario, search, &target, &trackers, options.quiet).await?;
+            (found.report, Some(found.section), found.scans)
+        }
+    };
     for (service, e) in running.shutdown().await {
         eprintln!("tracebench: {service} stopped with an error: {e}");
     }
@@ -127,7 +145,7 @@ pub async fn run(
         let _ = t.flush();
         SpanSummary::from(t.span_counts())
     });
-    let (scans, probe) = target.take();
+    let probe = target.take().1;
     let verifying = Instant::now();
     let (traces, critical) =
         traces::verify_traces(scenario, &scans, &spans, probe.as_deref()).await;
@@ -138,7 +156,10 @@ pub async fn run(
     };
     let offered = load.requests.sent + load.requests.skipped;
     let summary = traces.as_ref().map(|t| &t.summary);
-    let expectations = judge(scenario, offered, &load.followed, &latency, summary);
+    let mut expectations = judge(scenario, offered, &load.followed, &latency, summary);
+    if let Some(c) = &capacity {
+        expectations.push(capacity::verdict(c));
+    }
     let result = RunResult {
         schema_version: SCHEMA_VERSION,
         scenario: scenario.name.clone(),
@@ -157,6 +178,7 @@ pub async fn run(
         critical_path: critical,
         histogram: load.histogram,
         sample_errors: load.sample_errors,
+        capacity,
         passed: expectations.iter().all(|v| v.passed),
         expectations,
     };
@@ -242,10 +264,34 @@ async fn start(
     }
 }
 
+/// The tracker completions go to: one per load, so a saturation search measures each step
+/// apart (a straggler of an earlier step is simply never matched).
+#[derive(Default)]
+pub(crate) struct CurrentTracker(std::sync::Mutex<Arc<Tracker>>);
+
+impl CurrentTracker {
+    pub(crate) fn get(&self) -> Arc<Tracker> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Starts a fresh tracker and returns it.
+    pub(crate) fn renew(&self) -> Arc<Tracker> {
+        let fresh = Arc::new(Tracker::default());
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh.clone();
+        fresh
+    }
+}
+
 /// Marks a scan complete once both consumers have processed it.
 async fn count_completions(
     mut processed: mpsc::UnboundedReceiver<Processed>,
-    tracker: Arc<Tracker>,
+    tracker: Arc<CurrentTracker>,
 ) {
     let mut seen: HashMap<String, (bool, bool)> = HashMap::new();
     while let Some(p) = processed.recv().await {
@@ -257,7 +303,7 @@ async fn count_completions(
         }
         if *entry == (true, true) {
             seen.remove(&p.task_id);
-            tracker.complete(&p.task_id, p.at);
+            tracker.get().complete(&p.task_id, p.at);
         }
     }
 }
@@ -283,28 +329,31 @@ async fn probe(target: &ScanTarget, tracker: &Tracker) {
     }
 }
 
-/// Drives the scenario's load on a thread and runtime of its own, then waits for every scan to
-/// finish end to end (or the drain to run out).
-async fn drive(
-    scenario: &Scenario,
-    target: Arc<ScanTarget>,
-    tracker: Arc<Tracker>,
-    quiet: bool,
-) -> Result<LoadReport, RunError> {
-    // Long enough for the slowest scan the scenario can produce: every retry's backoff and
-    // call timeout, plus a margin; a run ends sooner once every scan is in.
+/// The scenario's one load, drained for as long as its slowest scan can take: every retry's
+/// backoff and call timeout, plus a margin (a run ends sooner once every scan is in).
+fn plan(scenario: &Scenario) -> tb_load::Plan {
     let worker = &scenario.pipeline.worker;
     let drain = Duration::from_secs(30)
         + (worker.call_timeout * 2
             + worker.retry_backoff * 2u32.saturating_pow(worker.max_retries))
             * (worker.max_retries + 1);
-    let plan = tb_load::Plan {
+    tb_load::Plan {
         load: scenario.load,
         warmup: scenario.warmup,
         duration: scenario.duration,
         seed: scenario.seed,
         drain,
-    };
+    }
+}
+
+/// Drives `plan` on a thread and runtime of its own, then waits for every scan to finish end
+/// to end (or the drain to run out).
+async fn drive(
+    plan: tb_load::Plan,
+    target: Arc<ScanTarget>,
+    tracker: Arc<Tracker>,
+    quiet: bool,
+) -> Result<LoadReport, RunError> {
     let progress = Arc::new(Progress::new(quiet));
     let bar = progress.clone();
     let began = Instant::now();

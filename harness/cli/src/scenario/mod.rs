@@ -12,7 +12,7 @@ pub mod raw;
 use std::path::Path;
 
 pub use error::ScenarioError;
-pub use plan::{Expect, Infra, Scenario, TracingPlan};
+pub use plan::{CapacitySearch, Expect, Infra, Scenario, TracingPlan};
 pub use raw::{Hop, InfraMode, RawExporter, RawScenario};
 
 impl Scenario {

@@ -66,6 +66,30 @@ pub struct TracingPlan {
     pub relation: ConsumerRelation,
 }
 
+/// A saturation search: constant rates from `from` to `to` by `step`, each held for `hold`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CapacitySearch {
+    /// First rate (requests/s).
+    pub from: f64,
+    /// Last rate tried (requests/s).
+    pub to: f64,
+    /// Increment (requests/s).
+    pub step: f64,
+    /// How long each rate is held.
+    pub hold: Duration,
+    /// The end-to-end p99 (corrected, ms) a step must stay under.
+    pub max_p99_ms: f64,
+}
+
+impl CapacitySearch {
+    /// The rates tried, in order.
+    pub fn rates(&self) -> impl Iterator<Item = f64> + '_ {
+        (0u32..)
+            .map(|i| self.from + self.step * f64::from(i))
+            .take_while(|r| *r <= self.to + self.step * 1e-9)
+    }
+}
+
 /// A validated scenario.
 #[derive(Clone, Debug)]
 pub struct Scenario {
@@ -93,6 +117,9 @@ pub struct Scenario {
     pub expect: Expect,
     /// `strip_headers` fault, if any.
     pub strip: Option<(Hop, f64)>,
+    /// A saturation search instead of one load (`load.arrival: {search: …}`); `load.arrival`
+    /// then holds its first rate.
+    pub search: Option<CapacitySearch>,
 }
 
 /// Collects the field path while stage 2 walks the raw scenario.
@@ -201,7 +228,7 @@ impl Scenario {
         };
         // 0 is valid: no simulated waiting or spinning at all, protocol and telemetry cost only.
         let scale = c.non_negative("time_scale", raw.time_scale)?;
-        let load = c.load(&raw.load)?;
+        let (load, search) = c.load(&raw.load)?;
         let pipeline = c.pipeline(&raw.services, scale, raw.seed)?;
         let tracing = c.tracing(&raw.tracing)?;
         let mut pipeline = pipeline.with_relation(tracing.relation);
@@ -230,13 +257,15 @@ impl Scenario {
             infra,
             expect,
             strip,
+            search,
         })
     }
 }
 
 impl Check<'_> {
-    /// `load`: the arrival process and the generator's limits.
-    fn load(&self, raw: &RawLoad) -> Result<Load, ScenarioError> {
+    /// `load`: the arrival process and the generator's limits, and the search when it is one.
+    fn load(&self, raw: &RawLoad) -> Result<(Load, Option<CapacitySearch>), ScenarioError> {
+        let mut search = None;
         let rate = |path: &str| -> Result<f64, ScenarioError> {
             match raw.rate {
                 Some(r) => self.positive(path, r),
@@ -256,6 +285,17 @@ impl Check<'_> {
                 period,
                 duty,
             } => self.burst(*base, *peak, period, *duty)?,
+            RawArrival::Search {
+                from,
+                to,
+                step,
+                hold,
+                max_p99_ms,
+            } => {
+                let s = self.search(*from, *to, *step, hold, *max_p99_ms)?;
+                search = Some(s);
+                Arrival::Constant { rate: s.from }
+            }
             RawArrival::Ramp { from, to } => {
                 let from = self.non_negative("load.arrival.ramp.from", *from)?;
                 let to = self.non_negative("load.arrival.ramp.to", *to)?;
@@ -269,7 +309,7 @@ impl Check<'_> {
         {
             return Err(self.err(
                 "load.rate",
-                "only for constant and poisson arrivals; burst and ramp carry their own rates",
+                "only for constant and poisson arrivals; burst, ramp and search carry their own rates",
             ));
         }
         let max_in_flight = raw.max_in_flight.unwrap_or(10_000);
@@ -280,10 +320,44 @@ impl Check<'_> {
         if connections == 0 {
             return Err(self.err("load.connections", "expected at least 1"));
         }
-        Ok(Load {
+        let load = Load {
             arrival,
             max_in_flight,
             connections,
+        };
+        Ok((load, search))
+    }
+
+    /// `load.arrival.search`.
+    fn search(
+        &self,
+        from: f64,
+        to: f64,
+        step: f64,
+        hold: &str,
+        max_p99_ms: f64,
+    ) -> Result<CapacitySearch, ScenarioError> {
+        let path = |f: &str| format!("load.arrival.search.{f}");
+        let from = self.positive(&path("from"), from)?;
+        let to = self.positive(&path("to"), to)?;
+        if to < from {
+            return Err(self.err(
+                &path("to"),
+                format!("expected at least from ({from}), got {to}"),
+            ));
+        }
+        let step = self.positive(&path("step"), step)?;
+        let hold = self.duration(&path("hold"), hold)?;
+        if hold.is_zero() {
+            return Err(self.err(&path("hold"), "expected a duration > 0"));
+        }
+        let max_p99_ms = self.positive(&path("max_p99_ms"), max_p99_ms)?;
+        Ok(CapacitySearch {
+            from,
+            to,
+            step,
+            hold,
+            max_p99_ms,
         })
     }
 

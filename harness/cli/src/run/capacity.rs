@@ -1,0 +1,121 @@
+//! The saturation search (`load.arrival: {search: …}`): constant load at each rate in turn,
+//! each held and drained on its own, until a rate loses a scan, skips or fails a request, or
+//! lets the end-to-end p99 past its bound. The highest rate that held is the capacity.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tb_load::{Arrival, LoadReport, Plan};
+use tb_verify::Scan;
+
+use super::target::ScanTarget;
+use super::{CurrentTracker, RunError, drive};
+use crate::report::{CapacitySection, CapacityStep, Verdict};
+use crate::scenario::{CapacitySearch, Scenario};
+
+/// What a search found.
+pub(crate) struct Found {
+    /// The load report of the highest rate that held (the first step's when none did).
+    pub(crate) report: LoadReport,
+    /// Every step.
+    pub(crate) section: CapacitySection,
+    /// The scans of the steps that held, to be verified.
+    pub(crate) scans: Vec<Scan>,
+}
+
+/// Whether a step held.
+fn held(report: &LoadReport, max_p99_ms: f64) -> bool {
+    let r = &report.requests;
+    let s = &report.followed;
+    s.accepted > 0
+        && s.lost == 0
+        && r.skipped == 0
+        && r.failed == 0
+        && report.end_to_end.corrected.p99 <= max_p99_ms
+}
+
+/// Runs the search: step after step, until one does not hold, the last rate was tried, or the
+/// scenario's `duration` is spent.
+///
+/// # Errors
+///
+/// Fails when the load generator cannot run.
+pub(crate) async fn search(
+    scenario: &Scenario,
+    search: &CapacitySearch,
+    target: &Arc<ScanTarget>,
+    trackers: &CurrentTracker,
+    quiet: bool,
+) -> Result<Found, RunError> {
+    let began = Instant::now();
+    // A step's scans have `max_p99_ms` to finish after its last arrival, and a little more.
+    let drain = Duration::from_secs_f64(search.max_p99_ms / 1000.0 * 2.0) + Duration::from_secs(1);
+    let mut steps = Vec::new();
+    let mut best: Option<LoadReport> = None;
+    let mut first: Option<LoadReport> = None;
+    let mut scans = Vec::new();
+    for (i, rate) in search.rates().enumerate() {
+        if began.elapsed() + search.hold > scenario.duration && i > 0 {
+            break;
+        }
+        let plan = Plan {
+            load: tb_load::Load {
+                arrival: Arrival::Constant { rate },
+                ..scenario.load
+            },
+            warmup: Duration::ZERO,
+            duration: search.hold,
+            seed: scenario.seed.wrapping_add(i as u64),
+            drain,
+        };
+        let report = drive(plan, target.clone(), trackers.renew(), true).await?;
+        let step_scans = target.take().0;
+        let passed = held(&report, search.max_p99_ms);
+        if !quiet {
+            eprintln!(
+                "tracebench: search {rate:.0}/s: served {:.0}/s, e2e p99 {:.1} ms, lost {}, skipped {}, failed {}: {}",
+                report.throughput_rps,
+                report.end_to_end.corrected.p99,
+                report.followed.lost,
+                report.requests.skipped,
+                report.requests.failed,
+                if passed { "held" } else { "did not hold" }
+            );
+        }
+        steps.push(CapacityStep {
+            rate,
+            throughput_rps: report.throughput_rps,
+            p99_ms: report.end_to_end.corrected.p99,
+            scans: report.followed,
+            requests: report.requests,
+            passed,
+        });
+        if !passed {
+            first.get_or_insert(report);
+            break;
+        }
+        scans.extend(step_scans);
+        first.get_or_insert_with(|| report.clone());
+        best = Some(report);
+    }
+    let max_rate = steps.iter().take_while(|s| s.passed).map(|s| s.rate).last();
+    Ok(Found {
+        report: best.or(first).unwrap_or_default(),
+        section: CapacitySection {
+            max_p99_ms: search.max_p99_ms,
+            max_rate,
+            steps,
+        },
+        scans,
+    })
+}
+
+/// The search's own expectation: some rate held.
+pub(crate) fn verdict(c: &CapacitySection) -> Verdict {
+    Verdict {
+        name: "capacity.max_rate".to_owned(),
+        expected: c.steps.first().map_or(0.0, |s| s.rate),
+        actual: c.max_rate.unwrap_or(0.0),
+        passed: c.max_rate.is_some(),
+    }
+}
