@@ -179,6 +179,17 @@ impl Children {
         Ok(children)
     }
 
+    /// Each child's CPU seconds and peak RSS so far (see [`crate::usage`]).
+    pub fn usage(&self) -> Vec<(&'static str, f64, u64)> {
+        self.procs
+            .iter()
+            .filter_map(|(name, child)| {
+                let (cpu, rss) = crate::usage::of(&child.id()?.to_string())?;
+                Some((*name, cpu, rss))
+            })
+            .collect()
+    }
+
     /// Takes the stream of finished scan events, leaving an empty one.
     pub fn take_processed(&mut self) -> mpsc::UnboundedReceiver<Processed> {
         std::mem::replace(&mut self.processed, mpsc::unbounded_channel().1)

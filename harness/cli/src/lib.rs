@@ -9,6 +9,7 @@
 //! | [`children`]  | `--services process`: every service as a child, reaped on any exit     |
 //! | [`run`]       | one run as named steps: start → probe → drive → drain → verify → judge |
 //! | [`report`]    | `result.json`'s schema (at the bottom), terminal, JUnit and HTML       |
+//! | [`usage`]     | CPU time and peak memory of a process, from `/proc`                    |
 //!
 //! The pieces it builds on are crates of their own: `tb-pipeline` (the system under test),
 //! `tb-load` (the generator), `tb-traces` (spans, sink, query client) and `tb-verify`
@@ -20,3 +21,4 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod service;
+pub mod usage;

@@ -130,8 +130,11 @@ pub struct BatchSettings {
 impl Default for BatchSettings {
     fn default() -> Self {
         Self {
-            max_queue_size: 2048,
-            max_export_batch_size: 512,
+            // The SDK's 2048 and 512 dropped 29 % of spans at 2000 scans/s (≈ 25 spans a scan,
+            // 50 k spans/s): a 200 ms tick then brings 10 k spans. 64 Ki spans hold more than a
+            // second of that; bigger batches need fewer exports per tick.
+            max_queue_size: 65_536,
+            max_export_batch_size: 4096,
             // The SDK's 5 s default would hold a finished scan's spans back for seconds; a short
             // delay keeps verdicts quick at the cost of smaller batches under light load.
             scheduled_delay: Duration::from_millis(200),

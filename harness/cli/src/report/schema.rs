@@ -80,6 +80,20 @@ impl LatencySection {
     }
 }
 
+/// What one process of the run used, from its start to the end of the load.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProcessUsage {
+    /// The service it runs (`tracebench` for everything in one process, load generator and
+    /// trace sink included).
+    pub process: String,
+    /// CPU seconds, user + system.
+    pub cpu_s: f64,
+    /// CPU microseconds per scan accepted (probe and warmup included: they cost CPU too).
+    pub cpu_us_per_scan: f64,
+    /// Peak resident memory, KiB.
+    pub peak_rss_kb: u64,
+}
+
 /// One rate of a saturation search.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CapacityStep {
@@ -149,6 +163,9 @@ pub struct RunResult {
     /// describes the highest rate that held (or the first step, when none did).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<CapacitySection>,
+    /// CPU and memory of each process of the run (Linux).
+    #[serde(default)]
+    pub processes: Vec<ProcessUsage>,
     /// Every expectation's verdict.
     pub expectations: Vec<Verdict>,
     /// Whether every expectation held.

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use tb_verify::Attribution;
 
-use super::schema::{CapacitySection, RunResult, TracesSection};
+use super::schema::{CapacitySection, ProcessUsage, RunResult, TracesSection};
 
 /// The terminal summary.
 pub fn summary(r: &RunResult) -> String {
@@ -46,6 +46,9 @@ pub fn summary(r: &RunResult) -> String {
             l.p50, l.p90, l.p99, l.p999, l.max
         );
     }
+    if !r.processes.is_empty() {
+        processes(&mut s, &r.processes);
+    }
     if let Some(c) = &r.capacity {
         capacity(&mut s, c);
     }
@@ -71,6 +74,26 @@ pub fn summary(r: &RunResult) -> String {
     }
     let _ = writeln!(s, "{}", if r.passed { "PASSED" } else { "FAILED" });
     s
+}
+
+/// CPU per scan and peak memory of every process, and their sum.
+fn processes(s: &mut String, processes: &[ProcessUsage]) {
+    let _ = writeln!(s, "\nprocess              cpu s   µs/scan  peak RSS MiB");
+    for p in processes {
+        let _ = writeln!(
+            s,
+            "  {:<18}{:>7.2} {:>9.0} {:>13.1}",
+            p.process,
+            p.cpu_s,
+            p.cpu_us_per_scan,
+            p.peak_rss_kb as f64 / 1024.0
+        );
+    }
+    if processes.len() > 1 {
+        let cpu: f64 = processes.iter().map(|p| p.cpu_s).sum();
+        let per_scan: f64 = processes.iter().map(|p| p.cpu_us_per_scan).sum();
+        let _ = writeln!(s, "  {:<18}{cpu:>7.2} {per_scan:>9.0}", "total");
+    }
 }
 
 /// The saturation search: every step, then the capacity found.

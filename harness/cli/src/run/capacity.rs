@@ -2,6 +2,7 @@
 //! each held and drained on its own, until a rate loses a scan, skips or fails a request, or
 //! lets the end-to-end p99 past its bound. The highest rate that held is the capacity.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,8 @@ pub(crate) struct Found {
     pub(crate) section: CapacitySection,
     /// The scans of the steps that held, to be verified.
     pub(crate) scans: Vec<Scan>,
+    /// The trace ids of the step that did not hold: overloaded on purpose, not judged.
+    pub(crate) unjudged: HashSet<String>,
 }
 
 /// Whether a step held.
@@ -54,6 +57,7 @@ pub(crate) async fn search(
     let mut best: Option<LoadReport> = None;
     let mut first: Option<LoadReport> = None;
     let mut scans = Vec::new();
+    let mut unjudged = HashSet::new();
     for (i, rate) in search.rates().enumerate() {
         if began.elapsed() + search.hold > scenario.duration && i > 0 {
             break;
@@ -91,6 +95,7 @@ pub(crate) async fn search(
             passed,
         });
         if !passed {
+            unjudged.extend(step_scans.into_iter().map(|s| s.trace_id));
             first.get_or_insert(report);
             break;
         }
@@ -107,6 +112,7 @@ pub(crate) async fn search(
             steps,
         },
         scans,
+        unjudged,
     })
 }
 

@@ -15,7 +15,7 @@ mod progress;
 mod target;
 pub mod traces;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,7 +33,7 @@ pub use traces::SpanSource;
 
 use crate::children::{Children, ChildrenError};
 use crate::infra::{InfraError, Provisioned};
-use crate::report::{LatencySection, RunResult, SCHEMA_VERSION, SpanSummary};
+use crate::report::{LatencySection, ProcessUsage, RunResult, SCHEMA_VERSION, SpanSummary};
 use crate::scenario::Scenario;
 use progress::Progress;
 use target::{PROBE, ScanTarget};
@@ -119,7 +119,7 @@ pub async fn run(
     let target = Arc::new(ScanTarget::new(scan_api, scenario.load.connections));
     probe(&target, &trackers.get()).await;
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let (load, capacity, scans) = match &scenario.search {
+    let (load, capacity, scans, unjudged) = match &scenario.search {
         None => {
             let load = drive(
                 plan(scenario),
@@ -128,14 +128,20 @@ pub async fn run(
                 options.quiet,
             )
             .await?;
-            (load, None, target.take().0)
+            (load, None, target.take().0, HashSet::new())
         }
         Some(search) => {
             let found =
                 capacity::search(scenario, search, &target, &trackers, options.quiet).await?;
-            (found.report, Some(found.section), found.scans)
+            (
+                found.report,
+                Some(found.section),
+                found.scans,
+                found.unjudged,
+            )
         }
     };
+    let processes = running.usage(target.accepted());
     for (service, e) in running.shutdown().await {
         eprintln!("tracebench: {service} stopped with an error: {e}");
     }
@@ -148,7 +154,7 @@ pub async fn run(
     let probe = target.take().1;
     let verifying = Instant::now();
     let (traces, critical) =
-        traces::verify_traces(scenario, &scans, &spans, probe.as_deref()).await;
+        traces::verify_traces(scenario, &scans, &spans, probe.as_deref(), &unjudged).await;
     let verification_ms = verifying.elapsed().as_secs_f64() * 1e3;
     let latency = LatencySection {
         http: load.http,
@@ -165,7 +171,10 @@ pub async fn run(
         scenario: scenario.name.clone(),
         seed: scenario.seed,
         started_at,
-        duration_s: scenario.duration.as_secs_f64(),
+        duration_s: scenario
+            .search
+            .map_or(scenario.duration, |s| s.hold)
+            .as_secs_f64(),
         infra: infra.report.clone(),
         requests: load.requests,
         scans: load.followed,
@@ -179,6 +188,7 @@ pub async fn run(
         histogram: load.histogram,
         sample_errors: load.sample_errors,
         capacity,
+        processes,
         passed: expectations.iter().all(|v| v.passed),
         expectations,
     };
@@ -209,6 +219,25 @@ enum Running {
 }
 
 impl Running {
+    /// What each process of the services has used so far, per accepted scan.
+    fn usage(&self, scans: u64) -> Vec<ProcessUsage> {
+        let measured: Vec<(&str, f64, u64)> = match self {
+            Self::InProcess(_) => crate::usage::of("self")
+                .map(|(cpu, rss)| vec![("tracebench", cpu, rss)])
+                .unwrap_or_default(),
+            Self::Children(children) => children.usage(),
+        };
+        measured
+            .into_iter()
+            .map(|(process, cpu_s, peak_rss_kb)| ProcessUsage {
+                process: process.to_owned(),
+                cpu_s,
+                cpu_us_per_scan: cpu_s * 1e6 / scans.max(1) as f64,
+                peak_rss_kb,
+            })
+            .collect()
+    }
+
     /// Stops every service after it drained; the ones that ended with an error, described.
     async fn shutdown(self) -> Vec<(&'static str, String)> {
         match self {

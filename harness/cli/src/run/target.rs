@@ -2,6 +2,7 @@
 //! accepted scan's task and trace id for the verifier.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use tb_load::Target;
@@ -37,6 +38,8 @@ pub(crate) struct ScanTarget {
     /// The probe scan's task id: judged like the others, left out of latency attribution
     /// (it pays for the consumer groups joining).
     probe: Mutex<Option<String>>,
+    /// Scans accepted so far, probe and warmup included.
+    accepted: AtomicU64,
 }
 
 /// The sequence number of the probe scan.
@@ -53,7 +56,13 @@ impl ScanTarget {
             url: format!("http://{scan_api}/scan"),
             scans: Mutex::default(),
             probe: Mutex::default(),
+            accepted: AtomicU64::new(0),
         }
+    }
+
+    /// Scans accepted since the start, probe and warmup included.
+    pub(crate) fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
     }
 
     /// Every accepted scan so far, and the probe's task id.
@@ -91,6 +100,7 @@ impl Target for ScanTarget {
         }
         let body: serde_json::Value = response.json().await.map_err(ScanError::Body)?;
         let id = body["task_id"].as_str().ok_or(ScanError::NoTaskId)?;
+        self.accepted.fetch_add(1, Ordering::Relaxed);
         // The probe is a scan like any other: its spans must be judged, not counted as strays.
         if seq == PROBE {
             *self.probe.lock().unwrap_or_else(PoisonError::into_inner) = Some(id.to_owned());

@@ -1,6 +1,7 @@
 //! Reading the run's spans back and judging them: every scan per edge, latency attributed over
 //! the complete ones, the median and slowest waterfalls.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,11 +45,14 @@ fn sampled_by(sampling: tb_telemetry::Sampling) -> impl Fn(&str) -> bool {
 }
 
 /// Reads the run's spans, judges every scan and attributes latency over the complete ones.
+/// Spans of the traces in `unjudged` (scans the run drove but does not judge, such as the
+/// failing step of a saturation search) are set aside, neither judged nor stray.
 pub(crate) async fn verify_traces(
     scenario: &Scenario,
     scans: &[Scan],
     source: &SpanSource,
     probe: Option<&str>,
+    unjudged: &HashSet<String>,
 ) -> (Option<TracesSection>, Option<Attribution>) {
     let sampled = sampled_by(scenario.tracing.sampling);
     let (spans, name): (Vec<Span>, String) = match source {
@@ -86,6 +90,10 @@ pub(crate) async fn verify_traces(
             (all, client.base_url().to_owned())
         }
     };
+    let spans: Vec<Span> = spans
+        .into_iter()
+        .filter(|s| !unjudged.contains(&s.trace_id))
+        .collect();
     let (summary, verdicts) = tb_verify::judge(&scenario.expect.template, scans, &spans, &sampled);
     let complete: Vec<&ScanVerdict> = verdicts
         .iter()

@@ -357,10 +357,10 @@ pub enum RawExporter {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBatch {
-    /// Spans buffered before new ones are dropped. Default 2048.
+    /// Spans buffered before new ones are dropped. Default 65536.
     #[serde(default)]
     pub max_queue_size: Option<usize>,
-    /// Spans per export. Default 512.
+    /// Spans per export. Default 4096.
     #[serde(default)]
     pub max_export_batch_size: Option<usize>,
     /// Time between exports. Default `200ms`.
