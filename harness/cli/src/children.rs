@@ -12,11 +12,13 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tb_consumers::Processed;
 use tb_messaging::kafka::EmbeddedKafka;
-use tb_pipeline::{KafkaChoice, ProcessedLine, SERVICES, Wiring};
+use tb_pipeline::events::SpanCounts;
+use tb_pipeline::{KafkaChoice, ProcessedLine, SERVICES, SpansLine, Wiring};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -56,6 +58,7 @@ pub enum ChildExit {
 async fn pump(
     stream: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
     tx: mpsc::UnboundedSender<Processed>,
+    spans: Arc<Mutex<SpanCounts>>,
     log: Option<PathBuf>,
 ) {
     let mut file = match &log {
@@ -75,6 +78,11 @@ async fn pump(
                 task_id,
                 at: Instant::now(),
             });
+        } else if let Some(counts) = SpansLine::parse(&line) {
+            let mut sum = spans.lock().unwrap_or_else(PoisonError::into_inner);
+            sum.ended += counts.ended;
+            sum.exported += counts.exported;
+            sum.dropped += counts.dropped;
         }
         if let Some(f) = &mut file {
             let _ = f.write_all(line.as_bytes()).await;
@@ -86,6 +94,10 @@ async fn pump(
 /// The running children.
 pub struct Children {
     procs: Vec<(&'static str, Child)>,
+    /// The tasks copying the children's output: done once every child exited.
+    pumps: Vec<tokio::task::JoinHandle<()>>,
+    /// The span counts the children reported at exit, summed.
+    spans: Arc<Mutex<SpanCounts>>,
     /// scan-api's address.
     pub scan_api: SocketAddr,
     /// Scan events the consumers finished, from their logs.
@@ -137,6 +149,8 @@ impl Children {
             ..wiring.clone()
         };
         let (tx, processed) = mpsc::unbounded_channel();
+        let spans = Arc::new(Mutex::new(SpanCounts::default()));
+        let mut pumps = Vec::new();
         let mut procs = Vec::new();
         for name in SERVICES {
             let mut command = Command::new(exe);
@@ -159,12 +173,19 @@ impl Children {
                     .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
             ];
             for stream in streams.into_iter().flatten() {
-                tokio::spawn(pump(stream, tx.clone(), log.clone()));
+                pumps.push(tokio::spawn(pump(
+                    stream,
+                    tx.clone(),
+                    spans.clone(),
+                    log.clone(),
+                )));
             }
             procs.push((name, child));
         }
         let children = Self {
             procs,
+            pumps,
+            spans,
             scan_api,
             processed,
             _kafka: kafka,
@@ -196,8 +217,9 @@ impl Children {
     }
 
     /// Asks every child to stop (SIGINT, as Ctrl-C would), waits up to 30 s each, kills what
-    /// is left, and returns the services that did not exit cleanly.
-    pub async fn shutdown(mut self) -> Vec<(&'static str, ChildExit)> {
+    /// is left, and returns the services that did not exit cleanly and the span counts the
+    /// children reported, summed.
+    pub async fn shutdown(mut self) -> (Vec<(&'static str, ChildExit)>, SpanCounts) {
         for (_, child) in &self.procs {
             if let Some(pid) = child.id() {
                 // `kill -INT` keeps this crate free of unsafe signal calls.
@@ -219,6 +241,11 @@ impl Children {
                 }
             }
         }
-        errors
+        // Every child is gone, so its output ends: the last lines (the span counts) are read.
+        for pump in self.pumps.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), pump).await;
+        }
+        let spans = *self.spans.lock().unwrap_or_else(PoisonError::into_inner);
+        (errors, spans)
     }
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use tb_consumers::Processed;
-use tb_pipeline::{KafkaChoice, Pipeline, PipelineConfig, ProcessedLine, SERVICES, Wiring};
+use tb_pipeline::{
+    KafkaChoice, Pipeline, PipelineConfig, ProcessedLine, SERVICES, SpansLine, Wiring,
+};
 use tb_telemetry::spans::ConsumerRelation;
 use tb_telemetry::{Exporter, Protocol, Sampling, TelemetryConfig, TelemetryGuard};
 use tokio::sync::mpsc;
@@ -67,8 +69,8 @@ pub struct ServiceArgs {
     #[arg(long)]
     pub queue: Option<String>,
     /// Write a JSON line `{"processed":{"consumer":…,"task_id":…}}` on stdout for every scan
-    /// event a consumer finished, whatever the log level (`tracebench run --services process`
-    /// counts scans by them).
+    /// event a consumer finished, whatever the log level, and `{"spans":{…}}` with the span
+    /// counts at exit (`tracebench run --services process` counts scans and lost spans by them).
     #[arg(long)]
     pub report_processed: bool,
 }
@@ -233,6 +235,15 @@ pub async fn serve(args: ServiceArgs) -> anyhow::Result<()> {
         let _ = reporter.await;
     }
     guard.flush().ok();
+    if args.report_processed {
+        let c = guard.span_counts();
+        let line = SpansLine::render(tb_pipeline::events::SpanCounts {
+            ended: c.ended,
+            exported: c.exported,
+            dropped: c.dropped_or_pending(),
+        });
+        println!("{line}");
+    }
     if let Some((name, Err(e))) = failed {
         anyhow::bail!("{name} stopped: {e}");
     }

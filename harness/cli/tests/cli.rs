@@ -393,3 +393,62 @@ fn a_capacity_search_stops_at_the_first_rate_that_does_not_hold() {
         Some(1)
     );
 }
+
+#[test]
+fn spans_dropped_by_the_sdk_are_telemetry_loss_not_broken_propagation() {
+    let dir = scratch("loss");
+    let file = dir.join("loss.yaml");
+    // A batch queue of 16 spans exported once a second: most of every second's spans are
+    // dropped before they leave the process.
+    std::fs::write(
+        &file,
+        [
+            "name: loss",
+            "duration: 3s",
+            "time_scale: 0.01",
+            "load: {arrival: constant, rate: 40}",
+            "tracing:",
+            "  sampler: always_on",
+            "  exporter: embedded",
+            "  batch: {max_queue_size: 16, max_export_batch_size: 16, scheduled_delay: 1s}",
+        ]
+        .join("\n"),
+    )
+    .expect("scenario written");
+    let out = dir.join("out");
+    let run = tracebench(&[
+        "run",
+        file.to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--quiet",
+    ]);
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("result.json")).expect("result.json"))
+            .expect("json");
+    assert!(
+        result["spans"]["dropped"].as_u64() > Some(0),
+        "{}",
+        result["spans"]
+    );
+    let traces = &result["traces"];
+    assert!(traces["telemetry_loss"].as_u64() > Some(0), "{traces}");
+    // Nothing is blamed on propagation: no broken edge, no missing span, every judged trace
+    // complete; the run fails on its own verdict.
+    assert_eq!(traces["broken_edges"], serde_json::json!({}), "{traces}");
+    assert_eq!(traces["missing_spans"], serde_json::json!({}), "{traces}");
+    assert_eq!(traces["complete_ratio"], 1.0, "{traces}");
+    let verdicts = result["expectations"].as_array().expect("expectations");
+    let failed: Vec<&str> = verdicts
+        .iter()
+        .filter(|v| v["passed"] == false)
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert_eq!(failed, ["telemetry.spans_lost"]);
+}

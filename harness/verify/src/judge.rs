@@ -50,6 +50,9 @@ pub enum Problem {
     UnexpectedSpan(String),
     /// More spans of a signature than allowed (label).
     TooMany(String),
+    /// An HTTP client span without its server child (`client label → server label`): the
+    /// server lost the context (a broken edge), unless its span itself was lost.
+    MissingServer(String),
 }
 
 /// The verdict on one scan.
@@ -94,6 +97,11 @@ pub struct TraceSummary {
     pub stray_examples: Vec<String>,
     /// Up to ten incomplete traces with their problems.
     pub examples: Vec<Example>,
+    /// Incomplete traces whose every problem a lost span explains (missing spans, orphans, a
+    /// client without its server) in a run that lost spans (dropped by an SDK or evicted by
+    /// the sink): telemetry loss, not broken propagation. Left out of `complete_ratio`.
+    #[serde(default)]
+    pub telemetry_loss: u64,
 }
 
 impl TraceSummary {
@@ -212,13 +220,26 @@ impl<'a> Index<'a> {
 
 impl TraceSummary {
     /// Counts one expected scan's problems.
-    fn record(&mut self, scan: &Scan, problems: &[Problem]) {
+    fn record(&mut self, scan: &Scan, problems: &[Problem], telemetry_lost: bool) {
         if problems.is_empty() {
             self.complete += 1;
         }
-        for p in problems {
+        let explained = telemetry_lost
+            && !problems.is_empty()
+            && problems.iter().all(|p| {
+                matches!(
+                    p,
+                    Problem::MissingSpan(_) | Problem::Orphan(_) | Problem::MissingServer(_)
+                )
+            });
+        if explained {
+            self.telemetry_loss += 1;
+        }
+        for p in problems.iter().filter(|_| !explained) {
             let (map, key) = match p {
-                Problem::BrokenEdge(e) => (&mut self.broken_edges, e.clone()),
+                Problem::BrokenEdge(e) | Problem::MissingServer(e) => {
+                    (&mut self.broken_edges, e.clone())
+                }
                 Problem::Orphan(l) => (&mut self.orphans, l.clone()),
                 Problem::MissingSpan(l) => (&mut self.missing_spans, l.clone()),
                 other => (&mut self.other_problems, format!("{other:?}")),
@@ -236,10 +257,11 @@ impl TraceSummary {
 
     /// The ratios, once every scan is counted.
     fn finish(&mut self) {
-        self.complete_ratio = if self.expected == 0 {
+        let judged = self.expected - self.telemetry_loss;
+        self.complete_ratio = if judged == 0 {
             1.0
         } else {
-            self.complete as f64 / self.expected as f64
+            self.complete as f64 / judged as f64
         };
         let expected = self.expected.max(1) as f64;
         self.broken_share = self
@@ -258,6 +280,21 @@ pub fn judge(
     spans: &[Span],
     sampled: impl Fn(&str) -> bool,
 ) -> (TraceSummary, Vec<ScanVerdict>) {
+    judge_with_loss(template, scans, spans, sampled, false)
+}
+
+/// [`judge`] for a run that lost spans (`telemetry_lost`: an SDK dropped some, or the sink
+/// evicted some): an incomplete trace whose every problem a lost span explains counts as
+/// [`TraceSummary::telemetry_loss`], not as missing spans or broken edges. A broken edge
+/// found through a stray root (the receiver started a trace of its own) stays a broken edge:
+/// losing spans never makes a new trace.
+pub fn judge_with_loss(
+    template: &Template,
+    scans: &[Scan],
+    spans: &[Span],
+    sampled: impl Fn(&str) -> bool,
+    telemetry_lost: bool,
+) -> (TraceSummary, Vec<ScanVerdict>) {
     let index = Index::new(scans, spans);
     let mut claimed: HashSet<&str> = HashSet::new();
     let mut verdicts = Vec::with_capacity(scans.len());
@@ -273,7 +310,7 @@ pub fn judge(
         let problems = if is_sampled {
             summary.expected += 1;
             let problems = judge_unit(template, &scan.trace_id, &members, &stray_roots);
-            summary.record(scan, &problems);
+            summary.record(scan, &problems, telemetry_lost);
             problems
         } else {
             // Nothing of an unsampled scan may be recorded anywhere.
@@ -455,7 +492,7 @@ fn count_children(
                 if e.kind == Kind::Server {
                     // An HTTP server that lost the context roots a trace no message id leads
                     // to: the client span is here, its server child is not.
-                    problems.push(Problem::BrokenEdge(format!(
+                    problems.push(Problem::MissingServer(format!(
                         "{} → {}",
                         template.sigs[sig].label(),
                         e.label()
@@ -635,6 +672,60 @@ mod tests {
     }
 
     #[test]
+    fn spans_lost_as_telemetry_are_telemetry_loss_not_broken_edges() {
+        // The Vision server span and my consumer's spans never reached the backend.
+        let spans: Vec<Span> = scan(1)
+            .into_iter()
+            .filter(|s| s.name != "POST /v1/analyze" && s.service != "my-consumer")
+            .collect();
+        let scans = [Scan {
+            task_id: "task-1".to_owned(),
+            trace_id: TRACE.to_owned(),
+        }];
+        let template = Template::seed_pipeline(Relation::Child);
+        let (lost, _) = judge_with_loss(&template, &scans, &spans, |_| true, true);
+        assert_eq!(lost.telemetry_loss, 1);
+        assert!(lost.broken_edges.is_empty(), "{:?}", lost.broken_edges);
+        assert!(lost.missing_spans.is_empty(), "{:?}", lost.missing_spans);
+        // Nothing left to judge: no propagation failure is claimed.
+        assert_eq!(lost.complete_ratio, 1.0);
+        // The same spans in a run that lost none: a broken edge and missing spans.
+        let (whole, _) = judge(&template, &scans, &spans, |_| true);
+        assert_eq!(whole.telemetry_loss, 0);
+        assert!(!whole.broken_edges.is_empty());
+        assert!(!whole.missing_spans.is_empty());
+        assert_eq!(whole.complete_ratio, 0.0);
+    }
+
+    #[test]
+    fn a_stray_root_stays_a_broken_edge_when_spans_were_lost() {
+        // Losing spans never starts a new trace: a consumer that did is a broken edge still.
+        let mut spans = scan(1);
+        let i = spans
+            .iter()
+            .position(|s| s.service == "my-consumer" && s.kind == Kind::Consumer)
+            .expect("my consumer");
+        let consumer_id = spans[i].span_id.clone();
+        for s in spans.iter_mut().filter(|s| {
+            s.span_id == consumer_id || s.parent_span_id.as_deref() == Some(&consumer_id)
+        }) {
+            s.trace_id = "cccccccccccccccccccccccccccccccc".to_owned();
+        }
+        spans[i].parent_span_id = None;
+        spans[i]
+            .attributes
+            .insert("messaging.message.id".to_owned(), "task-1".to_owned());
+        let scans = [Scan {
+            task_id: "task-1".to_owned(),
+            trace_id: TRACE.to_owned(),
+        }];
+        let template = Template::seed_pipeline(Relation::Child);
+        let (summary, _) = judge_with_loss(&template, &scans, &spans, |_| true, true);
+        assert_eq!(summary.telemetry_loss, 0);
+        assert_eq!(summary.broken_edges.len(), 1);
+    }
+
+    #[test]
     fn lost_server_context_orphans_and_wrong_kinds_are_named() {
         // The Vision server span lost its context: it roots a trace of its own, unclaimed.
         let mut spans = scan(1);
@@ -645,12 +736,10 @@ mod tests {
         spans[server].trace_id = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb".to_owned();
         spans[server].parent_span_id = None;
         let (summary, problems) = verdict(&spans);
-        assert_eq!(
-            problems,
-            [Problem::BrokenEdge(
-                "worker/call_vision_api → vision-api/POST /v1/analyze".to_owned()
-            )]
-        );
+        let edge = "worker/call_vision_api → vision-api/POST /v1/analyze";
+        assert_eq!(problems, [Problem::MissingServer(edge.to_owned())]);
+        // With no span lost, a client without its server is a broken edge.
+        assert_eq!(summary.broken_edges.get(edge), Some(&1));
         assert_eq!(summary.stray_spans, 1);
 
         let mut spans = scan(1);

@@ -16,6 +16,6 @@ pub mod template;
 pub mod waterfall;
 
 pub use attribution::{Attribution, CriticalPath, attribute, critical_path};
-pub use judge::{Example, Problem, Scan, ScanVerdict, TraceSummary, judge};
+pub use judge::{Example, Problem, Scan, ScanVerdict, TraceSummary, judge, judge_with_loss};
 pub use template::{Cardinality, Node, Relation, Template};
 pub use waterfall::{Waterfall, WaterfallSpan};

@@ -2,8 +2,9 @@
 //! on stdout, apart from the logs and independent of the log level.
 //!
 //! `tracebench service NAME --report-processed` writes a [`ProcessedLine`] for every scan
-//! event a consumer finished; `tracebench run --services process` reads them to count scans
-//! end to end. Log lines on the same stream lack the `processed` key and are skipped.
+//! event a consumer finished, and a [`SpansLine`] with its span counts when it exits;
+//! `tracebench run --services process` reads them to count scans end to end and spans lost.
+//! Log lines on the same stream lack both keys and are skipped.
 
 use serde::{Deserialize, Serialize};
 use tb_consumers::{CHARACTER, MY, Processed};
@@ -47,6 +48,36 @@ impl ProcessedLine {
     }
 }
 
+/// A service process's span counts at exit, after its provider flushed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpanCounts {
+    /// Sampled spans that ended.
+    pub ended: u64,
+    /// Spans the exporter accepted.
+    pub exported: u64,
+    /// Spans dropped (a full queue, or a failed export).
+    pub dropped: u64,
+}
+
+/// The last line: `{"spans":{"ended":…,"exported":…,"dropped":…}}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpansLine {
+    /// The counts.
+    pub spans: SpanCounts,
+}
+
+impl SpansLine {
+    /// The line, without its newline.
+    pub fn render(spans: SpanCounts) -> String {
+        serde_json::to_string(&Self { spans }).unwrap_or_default()
+    }
+
+    /// The counts of a spans line; `None` for any other line.
+    pub fn parse(line: &str) -> Option<SpanCounts> {
+        serde_json::from_str::<Self>(line).ok().map(|l| l.spans)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Instant;
@@ -66,5 +97,19 @@ mod tests {
         let unknown = r#"{"processed":{"consumer":"nobody","task_id":"t3"}}"#;
         assert_eq!(ProcessedLine::parse(unknown), None);
         assert_eq!(ProcessedLine::parse("not json"), None);
+    }
+
+    #[test]
+    fn a_spans_line_reads_back() {
+        let counts = SpanCounts {
+            ended: 10,
+            exported: 8,
+            dropped: 2,
+        };
+        assert_eq!(SpansLine::parse(&SpansLine::render(counts)), Some(counts));
+        assert_eq!(
+            SpansLine::parse(r#"{"processed":{"consumer":"x","task_id":"t"}}"#),
+            None
+        );
     }
 }

@@ -29,7 +29,7 @@ pub mod events;
 pub mod start;
 
 pub use config::{KafkaChoice, PipelineConfig, Wiring, seed};
-pub use events::ProcessedLine;
+pub use events::{ProcessedLine, SpansLine};
 pub use start::{Pipeline, ServiceError, StartError};
 
 /// The services `tracebench service` knows, by the name their spans carry.

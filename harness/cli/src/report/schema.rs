@@ -47,6 +47,24 @@ pub struct SpanSummary {
     pub exported: u64,
     /// Spans dropped or still pending at the end.
     pub dropped: u64,
+    /// Spans the embedded sink evicted to stay within its bound.
+    #[serde(default)]
+    pub evicted: u64,
+}
+
+impl SpanSummary {
+    /// Adds another provider's counts (a child process's).
+    pub fn add(&mut self, other: Self) {
+        self.ended += other.ended;
+        self.exported += other.exported;
+        self.dropped += other.dropped;
+        self.evicted += other.evicted;
+    }
+
+    /// Spans that never reached the verifier: dropped by an SDK or evicted by the sink.
+    pub fn lost(&self) -> u64 {
+        self.dropped + self.evicted
+    }
 }
 
 impl From<SpanCounts> for SpanSummary {
@@ -55,6 +73,7 @@ impl From<SpanCounts> for SpanSummary {
             ended: c.ended,
             exported: c.exported,
             dropped: c.dropped_or_pending(),
+            evicted: 0,
         }
     }
 }

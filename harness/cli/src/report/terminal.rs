@@ -32,8 +32,8 @@ pub fn summary(r: &RunResult) -> String {
     );
     let _ = writeln!(
         s,
-        "spans     ended {}  exported {}  dropped {}",
-        r.spans.ended, r.spans.exported, r.spans.dropped
+        "spans     ended {}  exported {}  dropped {}  evicted {}",
+        r.spans.ended, r.spans.exported, r.spans.dropped, r.spans.evicted
     );
     let _ = writeln!(
         s,
@@ -140,6 +140,13 @@ fn traces(s: &mut String, t: &TracesSection, verification_ms: f64) {
         t.source,
         verification_ms
     );
+    if t2.telemetry_loss > 0 {
+        let _ = writeln!(
+            s,
+            "  telemetry loss: {} traces lost spans before the verifier saw them (not judged)",
+            t2.telemetry_loss
+        );
+    }
     for (edge, n) in &t2.broken_edges {
         let share = t2.broken_share.get(edge).copied().unwrap_or(0.0) * 100.0;
         let _ = writeln!(s, "  broken  {edge}: {n} ({share:.1} %)");

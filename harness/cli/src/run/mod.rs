@@ -33,7 +33,9 @@ pub use traces::SpanSource;
 
 use crate::children::{Children, ChildrenError};
 use crate::infra::{InfraError, Provisioned};
-use crate::report::{LatencySection, ProcessUsage, RunResult, SCHEMA_VERSION, SpanSummary};
+use crate::report::{
+    LatencySection, ProcessUsage, RunResult, SCHEMA_VERSION, SpanSummary, Verdict,
+};
 use crate::scenario::Scenario;
 use progress::Progress;
 use target::{PROBE, ScanTarget};
@@ -142,19 +144,29 @@ pub async fn run(
         }
     };
     let processes = running.usage(target.accepted());
-    for (service, e) in running.shutdown().await {
+    let (errors, children_spans) = running.shutdown().await;
+    for (service, e) in errors {
         eprintln!("tracebench: {service} stopped with an error: {e}");
     }
     feed.abort();
     delete_queue(&wiring).await;
-    let span_counts = telemetry.map_or_else(SpanSummary::default, |t| {
+    let mut span_counts = telemetry.map_or_else(SpanSummary::default, |t| {
         let _ = t.flush();
         SpanSummary::from(t.span_counts())
     });
+    span_counts.add(children_spans);
+    span_counts.evicted = spans.evicted();
     let probe = target.take().1;
     let verifying = Instant::now();
-    let (traces, critical) =
-        traces::verify_traces(scenario, &scans, &spans, probe.as_deref(), &unjudged).await;
+    let (traces, critical) = traces::verify_traces(
+        scenario,
+        &scans,
+        &spans,
+        probe.as_deref(),
+        &unjudged,
+        span_counts.lost() > 0,
+    )
+    .await;
     let verification_ms = verifying.elapsed().as_secs_f64() * 1e3;
     let latency = LatencySection {
         http: load.http,
@@ -165,6 +177,15 @@ pub async fn run(
     let mut expectations = judge(scenario, offered, &load.followed, &latency, summary);
     if let Some(c) = &capacity {
         expectations.push(capacity::verdict(c));
+    }
+    if traces.is_some() {
+        // A verdict of its own: lost telemetry is never blamed on propagation.
+        expectations.push(Verdict {
+            name: "telemetry.spans_lost".to_owned(),
+            expected: 0.0,
+            actual: span_counts.lost() as f64,
+            passed: span_counts.lost() == 0,
+        });
     }
     let result = RunResult {
         schema_version: SCHEMA_VERSION,
@@ -238,21 +259,33 @@ impl Running {
             .collect()
     }
 
-    /// Stops every service after it drained; the ones that ended with an error, described.
-    async fn shutdown(self) -> Vec<(&'static str, String)> {
+    /// Stops every service after it drained; returns the ones that ended with an error,
+    /// described, and the span counts the children reported (none in process: this
+    /// process's provider counts those).
+    async fn shutdown(self) -> (Vec<(&'static str, String)>, SpanSummary) {
         match self {
-            Self::InProcess(pipeline) => pipeline
-                .shutdown()
-                .await
-                .into_iter()
-                .map(|(name, e)| (name, e.to_string()))
-                .collect(),
-            Self::Children(children) => children
-                .shutdown()
-                .await
-                .into_iter()
-                .map(|(name, e)| (name, e.to_string()))
-                .collect(),
+            Self::InProcess(pipeline) => {
+                let errors = pipeline.shutdown().await;
+                let errors = errors
+                    .into_iter()
+                    .map(|(name, e)| (name, e.to_string()))
+                    .collect();
+                (errors, SpanSummary::default())
+            }
+            Self::Children(children) => {
+                let (errors, spans) = children.shutdown().await;
+                let errors = errors
+                    .into_iter()
+                    .map(|(name, e)| (name, e.to_string()))
+                    .collect();
+                let spans = SpanSummary {
+                    ended: spans.ended,
+                    exported: spans.exported,
+                    dropped: spans.dropped,
+                    evicted: 0,
+                };
+                (errors, spans)
+            }
         }
     }
 }

@@ -24,6 +24,16 @@ pub enum SpanSource {
     None,
 }
 
+impl SpanSource {
+    /// Spans the source dropped to stay within its bound (the embedded sink's evictions).
+    pub fn evicted(&self) -> u64 {
+        match self {
+            Self::Store(store) => store.stats().spans_evicted,
+            Self::Query(_) | Self::None => 0,
+        }
+    }
+}
+
 /// Whether the root of `trace_id` was sampled under the scenario's sampler, decided by the
 /// SDK's own sampler so the verifier and the services can never disagree.
 fn sampled_by(sampling: tb_telemetry::Sampling) -> impl Fn(&str) -> bool {
@@ -45,7 +55,8 @@ fn sampled_by(sampling: tb_telemetry::Sampling) -> impl Fn(&str) -> bool {
 }
 
 /// Reads the run's spans, judges every scan and attributes latency over the complete ones.
-/// Spans of the traces in `unjudged` (scans the run drove but does not judge, such as the
+/// With `telemetry_lost` (spans were dropped or evicted), a trace that lost spans is telemetry
+/// loss rather than a propagation failure ([`tb_verify::judge_with_loss`]). Spans of the traces in `unjudged` (scans the run drove but does not judge, such as the
 /// failing step of a saturation search) are set aside, neither judged nor stray.
 pub(crate) async fn verify_traces(
     scenario: &Scenario,
@@ -53,6 +64,7 @@ pub(crate) async fn verify_traces(
     source: &SpanSource,
     probe: Option<&str>,
     unjudged: &HashSet<String>,
+    telemetry_lost: bool,
 ) -> (Option<TracesSection>, Option<Attribution>) {
     let sampled = sampled_by(scenario.tracing.sampling);
     let (spans, name): (Vec<Span>, String) = match source {
@@ -94,7 +106,13 @@ pub(crate) async fn verify_traces(
         .into_iter()
         .filter(|s| !unjudged.contains(&s.trace_id))
         .collect();
-    let (summary, verdicts) = tb_verify::judge(&scenario.expect.template, scans, &spans, &sampled);
+    let (summary, verdicts) = tb_verify::judge_with_loss(
+        &scenario.expect.template,
+        scans,
+        &spans,
+        &sampled,
+        telemetry_lost,
+    );
     let complete: Vec<&ScanVerdict> = verdicts
         .iter()
         .filter(|v| v.sampled && v.problems.is_empty() && Some(v.task_id.as_str()) != probe)
