@@ -240,7 +240,7 @@ pub async fn serve(args: ServiceArgs) -> anyhow::Result<()> {
         let line = SpansLine::render(tb_pipeline::events::SpanCounts {
             ended: c.ended,
             exported: c.exported,
-            dropped: c.dropped_or_pending(),
+            dropped: c.dropped_or_pending() + c.export_failed,
         });
         println!("{line}");
     }

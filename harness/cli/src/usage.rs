@@ -9,7 +9,11 @@ pub fn of(pid: &str) -> Option<(f64, u64)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    let per_second = rustix::param::clock_ticks_per_second();
+    // USER_HZ; 100 on every Linux this runs on, should the kernel not say.
+    let per_second = match rustix::param::clock_ticks_per_second() {
+        0 => 100,
+        n => n,
+    };
     let cpu_s = ticks as f64 / per_second as f64;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let peak_kb = status

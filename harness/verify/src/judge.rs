@@ -220,18 +220,25 @@ impl<'a> Index<'a> {
 
 impl TraceSummary {
     /// Counts one expected scan's problems.
-    fn record(&mut self, scan: &Scan, problems: &[Problem], telemetry_lost: bool) {
+    ///
+    /// `lost` is `Some` in a run that lost spans, with the labels of the roots of traces that
+    /// are no scan's own: a server missing from its client may be one of those (it lost the
+    /// context and started over), which is a broken edge whatever else was lost.
+    fn record(&mut self, scan: &Scan, problems: &[Problem], lost: Option<&HashSet<String>>) {
         if problems.is_empty() {
             self.complete += 1;
         }
-        let explained = telemetry_lost
-            && !problems.is_empty()
-            && problems.iter().all(|p| {
-                matches!(
-                    p,
-                    Problem::MissingSpan(_) | Problem::Orphan(_) | Problem::MissingServer(_)
-                )
-            });
+        let explained = lost.is_some_and(|roots| {
+            !problems.is_empty()
+                && problems.iter().all(|p| match p {
+                    Problem::MissingSpan(_) | Problem::Orphan(_) => true,
+                    Problem::MissingServer(edge) => edge
+                        .rsplit(" → ")
+                        .next()
+                        .is_none_or(|server| !roots.contains(server)),
+                    _ => false,
+                })
+        });
         if explained {
             self.telemetry_loss += 1;
         }
@@ -296,6 +303,13 @@ pub fn judge_with_loss(
     telemetry_lost: bool,
 ) -> (TraceSummary, Vec<ScanVerdict>) {
     let index = Index::new(scans, spans);
+    let scan_traces: HashSet<&str> = scans.iter().map(|s| s.trace_id.as_str()).collect();
+    let foreign_roots: HashSet<String> = spans
+        .iter()
+        .filter(|s| s.parent_span_id.is_none() && !scan_traces.contains(s.trace_id.as_str()))
+        .map(label)
+        .collect();
+    let lost = telemetry_lost.then_some(&foreign_roots);
     let mut claimed: HashSet<&str> = HashSet::new();
     let mut verdicts = Vec::with_capacity(scans.len());
     let mut summary = TraceSummary {
@@ -310,7 +324,7 @@ pub fn judge_with_loss(
         let problems = if is_sampled {
             summary.expected += 1;
             let problems = judge_unit(template, &scan.trace_id, &members, &stray_roots);
-            summary.record(scan, &problems, telemetry_lost);
+            summary.record(scan, &problems, lost);
             problems
         } else {
             // Nothing of an unsampled scan may be recorded anywhere.
@@ -695,6 +709,32 @@ mod tests {
         assert!(!whole.broken_edges.is_empty());
         assert!(!whole.missing_spans.is_empty());
         assert_eq!(whole.complete_ratio, 0.0);
+    }
+
+    #[test]
+    fn a_server_that_started_over_stays_a_broken_edge_when_spans_were_lost() {
+        // The Vision server lost the context: it roots a trace of its own, which no message
+        // id leads to. Spans lost elsewhere in the run do not excuse it.
+        let mut spans = scan(1);
+        let server = spans
+            .iter()
+            .position(|s| s.name == "POST /v1/analyze")
+            .expect("server");
+        spans[server].trace_id = "dddddddddddddddddddddddddddddddd".to_owned();
+        spans[server].parent_span_id = None;
+        let scans = [Scan {
+            task_id: "task-1".to_owned(),
+            trace_id: TRACE.to_owned(),
+        }];
+        let template = Template::seed_pipeline(Relation::Child);
+        let (summary, _) = judge_with_loss(&template, &scans, &spans, |_| true, true);
+        assert_eq!(summary.telemetry_loss, 0);
+        assert_eq!(
+            summary
+                .broken_edges
+                .get("worker/call_vision_api → vision-api/POST /v1/analyze"),
+            Some(&1)
+        );
     }
 
     #[test]

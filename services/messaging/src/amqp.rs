@@ -77,7 +77,10 @@ pub async fn declare_delay_queue(
     queue: &str,
     delay: Duration,
 ) -> Result<String, lapin::Error> {
-    let ms = u32::try_from(delay.as_millis()).unwrap_or(u32::MAX).max(1);
+    // Rounded up: a retry never comes back before its backoff.
+    let ms = u32::try_from(delay.as_micros().div_ceil(1000))
+        .unwrap_or(u32::MAX)
+        .max(1);
     let name = format!("{queue}.delay.{ms}ms");
     let mut arguments = FieldTable::default();
     arguments.insert("x-message-ttl".into(), AMQPValue::LongUInt(ms));

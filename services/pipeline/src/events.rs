@@ -55,7 +55,8 @@ pub struct SpanCounts {
     pub ended: u64,
     /// Spans the exporter accepted.
     pub exported: u64,
-    /// Spans dropped (a full queue, or a failed export).
+    /// Spans that never reached the backend: dropped by a full queue, in a failed export, or
+    /// still queued.
     pub dropped: u64,
 }
 

@@ -61,18 +61,19 @@ struct Timer {
     changed: Condvar,
 }
 
-fn timer() -> &'static Timer {
-    static TIMER: OnceLock<&'static Timer> = OnceLock::new();
-    TIMER.get_or_init(|| {
+/// The timer, or `None` when its thread could not be spawned.
+fn timer() -> Option<&'static Timer> {
+    static TIMER: OnceLock<Option<&'static Timer>> = OnceLock::new();
+    *TIMER.get_or_init(|| {
         let timer: &'static Timer = Box::leak(Box::new(Timer {
             pending: Mutex::new(Pending::default()),
             changed: Condvar::new(),
         }));
-        // If the thread cannot be spawned, `wait` falls back to the runtime's timer.
-        let _ = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("tb-sim-timer".to_owned())
-            .spawn(move || timer.serve());
-        timer
+            .spawn(move || timer.serve())
+            .ok()
+            .map(|_| timer)
     })
 }
 
@@ -130,10 +131,15 @@ pub async fn wait(duration: Duration) {
         return;
     }
     let at = Instant::now() + duration;
-    if duration > LEAD && timer().add(at - LEAD).await.is_err() {
-        // The timer thread is gone (it could not be spawned): the runtime's timer still waits
-        // at least as long.
-        tokio::time::sleep_until(at.into()).await;
+    if duration > LEAD {
+        match timer() {
+            Some(timer) => {
+                // Woken `LEAD` early; the spin below takes it to the deadline.
+                let _ = timer.add(at - LEAD).await;
+            }
+            // No timer thread: the runtime's timer waits at least as long, if not as exactly.
+            None => tokio::time::sleep_until(at.into()).await,
+        }
     }
     while Instant::now() < at {
         std::hint::spin_loop();

@@ -45,7 +45,7 @@ pub struct SpanSummary {
     pub ended: u64,
     /// Spans exported.
     pub exported: u64,
-    /// Spans dropped or still pending at the end.
+    /// Spans dropped (a full queue), in failed exports, or still pending at the end.
     pub dropped: u64,
     /// Spans the embedded sink evicted to stay within its bound.
     #[serde(default)]
@@ -72,7 +72,8 @@ impl From<SpanCounts> for SpanSummary {
         Self {
             ended: c.ended,
             exported: c.exported,
-            dropped: c.dropped_or_pending(),
+            // Spans whose export failed never reached the backend either.
+            dropped: c.dropped_or_pending() + c.export_failed,
             evicted: 0,
         }
     }

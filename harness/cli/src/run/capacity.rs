@@ -11,7 +11,7 @@ use tb_verify::Scan;
 
 use super::target::ScanTarget;
 use super::{CurrentTracker, RunError, drive};
-use crate::report::{CapacitySection, CapacityStep, Verdict};
+use crate::report::{CapacitySection, CapacityStep, SpanSummary, Verdict};
 use crate::scenario::{CapacitySearch, Scenario};
 
 /// What a search found.
@@ -24,6 +24,8 @@ pub(crate) struct Found {
     pub(crate) scans: Vec<Scan>,
     /// The trace ids of the step that did not hold: overloaded on purpose, not judged.
     pub(crate) unjudged: HashSet<String>,
+    /// This process's span counts at the end of the last step that held.
+    pub(crate) spans: Option<SpanSummary>,
 }
 
 /// Whether a step held.
@@ -48,11 +50,14 @@ pub(crate) async fn search(
     search: &CapacitySearch,
     target: &Arc<ScanTarget>,
     trackers: &CurrentTracker,
+    counted: &dyn Fn() -> SpanSummary,
     quiet: bool,
 ) -> Result<Found, RunError> {
+    let mut spans = None;
     let began = Instant::now();
-    // A step's scans have `max_p99_ms` to finish after its last arrival, and a little more.
-    let drain = Duration::from_secs_f64(search.max_p99_ms / 1000.0 * 2.0) + Duration::from_secs(1);
+    // A step's scans have as long to finish as the scenario's slowest scan can take (retries
+    // and their backoffs included); a step that holds is drained long before that.
+    let drain = super::plan(scenario).drain;
     let mut steps = Vec::new();
     let mut best: Option<LoadReport> = None;
     let mut first: Option<LoadReport> = None;
@@ -100,6 +105,7 @@ pub(crate) async fn search(
             break;
         }
         scans.extend(step_scans);
+        spans = Some(counted());
         first.get_or_insert_with(|| report.clone());
         best = Some(report);
     }
@@ -113,6 +119,7 @@ pub(crate) async fn search(
         },
         scans,
         unjudged,
+        spans,
     })
 }
 

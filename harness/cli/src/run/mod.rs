@@ -121,6 +121,16 @@ pub async fn run(
     let target = Arc::new(ScanTarget::new(scan_api, scenario.load.connections));
     probe(&target, &trackers.get()).await;
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    // This process's span counts (and the sink's evictions) so far, its queue flushed.
+    let counted = || {
+        let mut counts = telemetry.map_or_else(SpanSummary::default, |t| {
+            let _ = t.flush();
+            SpanSummary::from(t.span_counts())
+        });
+        counts.evicted = spans.evicted();
+        counts
+    };
+    let mut at_capacity = None;
     let (load, capacity, scans, unjudged) = match &scenario.search {
         None => {
             let load = drive(
@@ -133,8 +143,16 @@ pub async fn run(
             (load, None, target.take().0, HashSet::new())
         }
         Some(search) => {
-            let found =
-                capacity::search(scenario, search, &target, &trackers, options.quiet).await?;
+            let found = capacity::search(
+                scenario,
+                search,
+                &target,
+                &trackers,
+                &counted,
+                options.quiet,
+            )
+            .await?;
+            at_capacity = found.spans;
             (
                 found.report,
                 Some(found.section),
@@ -150,10 +168,10 @@ pub async fn run(
     }
     feed.abort();
     delete_queue(&wiring).await;
-    let mut span_counts = telemetry.map_or_else(SpanSummary::default, |t| {
-        let _ = t.flush();
-        SpanSummary::from(t.span_counts())
-    });
+    // A search is judged at its capacity: spans the SDK dropped in the overloaded step after
+    // it are not the run's. (Children report their counts only when they exit, so theirs
+    // cover it all.) Evictions count to the end: they take away traces of any step.
+    let mut span_counts = at_capacity.unwrap_or_else(counted);
     span_counts.add(children_spans);
     span_counts.evicted = spans.evicted();
     let probe = target.take().1;
