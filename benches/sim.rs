@@ -1,8 +1,9 @@
 //! Simulated time: what `tb_sim::wait(d)` really takes for sub-millisecond `d`, beside what
 //! `tokio::time::sleep(d)` takes. Goal (issue 10): a 50 µs draw takes 50 µs ± 10 µs.
 //!
-//! Each iteration is one wait on a two-worker multi-thread runtime, timed inside the runtime
-//! (`iter_custom`), so criterion's figure is the wait's duration itself.
+//! Each iteration is one wait, awaited by `block_on` on the bench thread of a runtime with two
+//! workers and timed around the waits themselves (`iter_custom`), so criterion's figure is
+//! the wait's duration.
 //!
 //! Last results — `cargo bench -p tb-benches --bench sim`, criterion's median estimate,
 //! 2 vCPU AMD EPYC VM (rust-svc kind), rustc 1.95.0, 2026-12-01, machine otherwise idle. The

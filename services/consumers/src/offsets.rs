@@ -20,7 +20,9 @@ struct Partition {
 }
 
 impl Offsets {
-    /// A record of `partition` at `offset` starts processing.
+    /// A record of `partition` at `offset` starts processing. A record redelivered while its
+    /// first delivery is still in flight shares the entry: the offset moves on once either is
+    /// done, and the other is processed regardless (the handlers are idempotent).
     pub(crate) fn start(&mut self, partition: i32, offset: i64) {
         let p = self.partitions.entry(partition).or_default();
         // Reading starts here: storing this offset would change nothing.
