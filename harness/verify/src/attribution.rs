@@ -162,14 +162,22 @@ pub struct Attribution {
 
 /// Sums the critical paths of `scans` (each a unit's spans).
 pub fn attribute<'a>(scans: impl IntoIterator<Item = &'a [Span]>) -> Attribution {
+    let paths: Vec<(&[Span], CriticalPath)> = scans
+        .into_iter()
+        .filter_map(|spans| critical_path(spans).map(|p| (spans, p)))
+        .collect();
+    attribute_paths(paths.iter().map(|(spans, path)| (*spans, path)))
+}
+
+/// [`attribute`] over critical paths already computed, each with its scan's spans.
+pub fn attribute_paths<'a>(
+    scans: impl IntoIterator<Item = (&'a [Span], &'a CriticalPath)>,
+) -> Attribution {
     let mut by_name: BTreeMap<String, u64> = BTreeMap::new();
     let mut by_service: BTreeMap<String, u64> = BTreeMap::new();
     let mut queue: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let (mut total, mut n, mut root_total) = (0u64, 0u64, 0u64);
-    for spans in scans {
-        let Some(path) = critical_path(spans) else {
-            continue;
-        };
+    for (spans, path) in scans {
         n += 1;
         total += path.total_ns;
         if let Some(root) = spans

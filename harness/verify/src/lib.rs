@@ -15,7 +15,9 @@ pub mod judge;
 pub mod template;
 pub mod waterfall;
 
-pub use attribution::{Attribution, CriticalPath, attribute, critical_path};
-pub use judge::{Example, Problem, Scan, ScanVerdict, TraceSummary, judge, judge_with_loss};
+pub use attribution::{Attribution, CriticalPath, attribute, attribute_paths, critical_path};
+pub use judge::{
+    Example, Problem, Scan, ScanVerdict, TraceSummary, judge, judge_owned, judge_with_loss,
+};
 pub use template::{Cardinality, Node, Relation, Template};
 pub use waterfall::{Waterfall, WaterfallSpan};

@@ -8,7 +8,9 @@ use std::time::Duration;
 use tb_traces::Span;
 use tb_traces::TraceClient;
 use tb_traces::sink::TraceStore;
-use tb_verify::{Attribution, Scan, ScanVerdict, Waterfall, attribute, critical_path};
+use tb_verify::{
+    Attribution, CriticalPath, Scan, ScanVerdict, Waterfall, attribute_paths, critical_path,
+};
 
 use crate::report::TracesSection;
 use crate::scenario::Scenario;
@@ -106,10 +108,10 @@ pub(crate) async fn verify_traces(
         .into_iter()
         .filter(|s| !unjudged.contains(&s.trace_id))
         .collect();
-    let (summary, verdicts) = tb_verify::judge_with_loss(
+    let (summary, verdicts) = tb_verify::judge_owned(
         &scenario.expect.template,
         scans,
-        &spans,
+        spans,
         &sampled,
         telemetry_lost,
     );
@@ -117,11 +119,14 @@ pub(crate) async fn verify_traces(
         .iter()
         .filter(|v| v.sampled && v.problems.is_empty() && Some(v.task_id.as_str()) != probe)
         .collect();
-    let attribution = attribute(complete.iter().map(|v| v.spans.as_slice()));
-    let mut by_length: Vec<(u64, &ScanVerdict)> = complete
+    // Each critical path once: for the shares, and to rank the traces by length.
+    let paths: Vec<(&ScanVerdict, CriticalPath)> = complete
         .iter()
-        .filter_map(|v| critical_path(&v.spans).map(|p| (p.total_ns, *v)))
+        .filter_map(|v| critical_path(&v.spans).map(|p| (*v, p)))
         .collect();
+    let attribution = attribute_paths(paths.iter().map(|(v, p)| (v.spans.as_slice(), p)));
+    let mut by_length: Vec<(u64, &ScanVerdict)> =
+        paths.iter().map(|(v, p)| (p.total_ns, *v)).collect();
     by_length.sort_by_key(|(t, _)| *t);
     let median = by_length
         .get(by_length.len() / 2)
