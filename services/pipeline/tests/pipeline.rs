@@ -44,6 +44,28 @@ async fn wait_processed(pipeline: &mut Pipeline, task_id: &str) {
     }
 }
 
+/// Waits until both consumers processed every one of `task_ids`, in any order.
+async fn wait_all_processed(pipeline: &mut Pipeline, task_ids: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen: Vec<(String, &'static str)> = Vec::new();
+    let done = |seen: &[(String, &'static str)]| {
+        task_ids.iter().all(|t| {
+            [CHARACTER, MY]
+                .iter()
+                .all(|c| seen.iter().any(|(id, by)| id == t && by == c))
+        })
+    };
+    while !done(&seen) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, pipeline.processed.recv()).await {
+            Ok(Some(p)) => seen.push((p.task_id, p.consumer)),
+            Ok(None) | Err(_) => {
+                panic!("{task_ids:?} not all processed by both consumers: {seen:?}")
+            }
+        }
+    }
+}
+
 /// The spans of `trace_id` once `count` arrived.
 async fn trace(trace_id: TraceId, count: usize) -> Vec<FinishedSpan> {
     trace_until(trace_id, |spans| spans.len() >= count).await
@@ -417,9 +439,9 @@ async fn a_retry_waiting_out_its_backoff_holds_no_worker_slot() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // The retry still comes back after its backoff, and completes.
-    wait_processed(&mut pipeline, &second).await;
-    wait_processed(&mut pipeline, &first).await;
+    // The retry still comes back after its backoff, and completes. (Both scans are awaited
+    // together: their events may interleave once the consumer groups have joined.)
+    wait_all_processed(&mut pipeline, &[&second, &first]).await;
     assert!(posted.elapsed() >= Duration::from_secs(3));
     let record = pipeline
         .store
