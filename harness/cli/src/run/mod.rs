@@ -25,6 +25,7 @@ use tb_consumers::{CHARACTER, MY, Processed};
 use tb_load::{LoadReport, Target as _, Tracker};
 use tb_pipeline::{Pipeline, StartError, Wiring};
 use tb_telemetry::TelemetryGuard;
+use tb_verify::Scan;
 use tokio::sync::mpsc;
 
 pub use expect::{edge_matches, judge};
@@ -34,7 +35,8 @@ pub use traces::SpanSource;
 use crate::children::{Children, ChildrenError};
 use crate::infra::{InfraError, Provisioned};
 use crate::report::{
-    LatencySection, ProcessUsage, RunResult, SCHEMA_VERSION, SpanSummary, Verdict,
+    CapacitySection, LatencySection, ProcessUsage, RunResult, SCHEMA_VERSION, SpanSummary,
+    TracesSection, Verdict,
 };
 use crate::scenario::Scenario;
 use progress::Progress;
@@ -130,44 +132,15 @@ pub async fn run(
         counts.evicted = spans.evicted();
         counts
     };
-    let mut at_capacity = None;
-    let (load, capacity, scans, unjudged) = match &scenario.search {
-        None => {
-            let load = drive(
-                plan(scenario),
-                target.clone(),
-                trackers.get(),
-                options.quiet,
-            )
-            .await?;
-            (load, None, target.take().0, HashSet::new())
-        }
-        Some(search) => {
-            let found = capacity::search(
-                scenario,
-                search,
-                &target,
-                &trackers,
-                &counted,
-                options.quiet,
-            )
-            .await?;
-            at_capacity = found.spans;
-            (
-                found.report,
-                Some(found.section),
-                found.scans,
-                found.unjudged,
-            )
-        }
-    };
+    let Driven {
+        load,
+        capacity,
+        scans,
+        unjudged,
+        at_capacity,
+    } = load(scenario, &target, &trackers, &counted, options.quiet).await?;
     let processes = running.usage(target.accepted());
-    let (errors, children_spans) = running.shutdown().await;
-    for (service, e) in errors {
-        eprintln!("tracebench: {service} stopped with an error: {e}");
-    }
-    feed.abort();
-    delete_queue(&wiring).await;
+    let children_spans = stop(running, feed, &wiring).await;
     // A search is judged at its capacity: spans the SDK dropped in the overloaded step after
     // it are not the run's. (Children report their counts only when they exit, so theirs
     // cover it all.) Evictions count to the end: they take away traces of any step.
@@ -190,21 +163,14 @@ pub async fn run(
         http: load.http,
         end_to_end: load.end_to_end,
     };
-    let offered = load.requests.sent + load.requests.skipped;
-    let summary = traces.as_ref().map(|t| &t.summary);
-    let mut expectations = judge(scenario, offered, &load.followed, &latency, summary);
-    if let Some(c) = &capacity {
-        expectations.push(capacity::verdict(c));
-    }
-    if traces.is_some() {
-        // A verdict of its own: lost telemetry is never blamed on propagation.
-        expectations.push(Verdict {
-            name: "telemetry.spans_lost".to_owned(),
-            expected: 0.0,
-            actual: span_counts.lost() as f64,
-            passed: span_counts.lost() == 0,
-        });
-    }
+    let expectations = verdicts(
+        scenario,
+        &load,
+        &latency,
+        capacity.as_ref(),
+        traces.as_ref(),
+        &span_counts,
+    );
     let result = RunResult {
         schema_version: SCHEMA_VERSION,
         scenario: scenario.name.clone(),
@@ -233,6 +199,92 @@ pub async fn run(
     };
     write_outputs(&result, options)?;
     Ok(result)
+}
+
+/// What driving the scenario produced.
+struct Driven {
+    /// The load report (for a search, of the highest rate that held).
+    load: LoadReport,
+    /// The search's steps, when the scenario runs one.
+    capacity: Option<CapacitySection>,
+    /// The scans to judge.
+    scans: Vec<Scan>,
+    /// Trace ids of scans driven but not judged (a search's overloaded last step).
+    unjudged: HashSet<String>,
+    /// This process's span counts at a search's capacity.
+    at_capacity: Option<SpanSummary>,
+}
+
+/// Drives the scenario's one load, or its saturation search.
+async fn load(
+    scenario: &Scenario,
+    target: &Arc<ScanTarget>,
+    trackers: &CurrentTracker,
+    counted: &dyn Fn() -> SpanSummary,
+    quiet: bool,
+) -> Result<Driven, RunError> {
+    match &scenario.search {
+        None => {
+            let load = drive(plan(scenario), target.clone(), trackers.get(), quiet).await?;
+            Ok(Driven {
+                load,
+                capacity: None,
+                scans: target.take().0,
+                unjudged: HashSet::new(),
+                at_capacity: None,
+            })
+        }
+        Some(search) => {
+            let found =
+                capacity::search(scenario, search, target, trackers, counted, quiet).await?;
+            Ok(Driven {
+                load: found.report,
+                capacity: Some(found.section),
+                scans: found.scans,
+                unjudged: found.unjudged,
+                at_capacity: found.spans,
+            })
+        }
+    }
+}
+
+/// Stops the services (each drains first), the completion feed and the run's queue; returns
+/// the span counts the children reported.
+async fn stop(running: Running, feed: tokio::task::JoinHandle<()>, wiring: &Wiring) -> SpanSummary {
+    let (errors, children_spans) = running.shutdown().await;
+    for (service, e) in errors {
+        eprintln!("tracebench: {service} stopped with an error: {e}");
+    }
+    feed.abort();
+    delete_queue(wiring).await;
+    children_spans
+}
+
+/// Every verdict of the run: the scenario's expectations, the search's, and lost telemetry's
+/// own (lost spans are never blamed on propagation).
+fn verdicts(
+    scenario: &Scenario,
+    load: &LoadReport,
+    latency: &LatencySection,
+    capacity: Option<&CapacitySection>,
+    traces: Option<&TracesSection>,
+    spans: &SpanSummary,
+) -> Vec<Verdict> {
+    let offered = load.requests.sent + load.requests.skipped;
+    let summary = traces.map(|t| &t.summary);
+    let mut verdicts = judge(scenario, offered, &load.followed, latency, summary);
+    if let Some(c) = capacity {
+        verdicts.push(capacity::verdict(c));
+    }
+    if traces.is_some() {
+        verdicts.push(Verdict {
+            name: "telemetry.spans_lost".to_owned(),
+            expected: 0.0,
+            actual: spans.lost() as f64,
+            passed: spans.lost() == 0,
+        });
+    }
+    verdicts
 }
 
 /// Says where each piece of infrastructure came from.
