@@ -19,5 +19,5 @@ pub use attribution::{Attribution, CriticalPath, attribute, attribute_paths, cri
 pub use judge::{
     Example, Problem, Scan, ScanVerdict, TraceSummary, judge, judge_owned, judge_with_loss,
 };
-pub use template::{Cardinality, Node, Relation, Template};
+pub use template::{Cardinality, CardinalityError, Node, Relation, Template, TemplateError};
 pub use waterfall::{Waterfall, WaterfallSpan};

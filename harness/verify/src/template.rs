@@ -32,6 +32,30 @@ impl From<ConsumerRelation> for Relation {
     }
 }
 
+/// A cardinality that is not `1`, `0..1`, `1..n` or `0..n`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CardinalityError {
+    /// Not a count or a range of counts.
+    #[error("expected 1, 0..1, 1..n or 0..n, got {0:?}")]
+    NotACount(String),
+    /// A range whose upper bound is below its lower one.
+    #[error("{0:?}: upper bound below lower bound")]
+    Inverted(String),
+}
+
+/// Why a tree is not a template.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// A node's `count` is not a cardinality.
+    #[error("{node}: count: {error}")]
+    Count {
+        /// The node, as `service/name`.
+        node: String,
+        /// What is wrong with its count.
+        error: CardinalityError,
+    },
+}
+
 /// How many spans of a node a complete scan has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cardinality {
@@ -62,12 +86,12 @@ impl Cardinality {
     /// # Errors
     ///
     /// Fails on anything else.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, CardinalityError> {
         let t = text.trim();
         let num = |s: &str| {
             s.trim()
                 .parse::<u32>()
-                .map_err(|_| format!("expected 1, 0..1, 1..n or 0..n, got {text:?}"))
+                .map_err(|_| CardinalityError::NotACount(text.to_owned()))
         };
         match t.split_once("..") {
             None => {
@@ -84,7 +108,7 @@ impl Cardinality {
             Some((lo, hi)) => {
                 let (min, max) = (num(lo)?, num(hi)?);
                 if max < min {
-                    return Err(format!("{text:?}: upper bound below lower bound"));
+                    return Err(CardinalityError::Inverted(text.to_owned()));
                 }
                 Ok(Self {
                     min,
@@ -182,16 +206,18 @@ impl Template {
     /// # Errors
     ///
     /// Fails on an invalid cardinality, naming the node.
-    pub fn from_tree(root: &Node) -> Result<Self, String> {
+    pub fn from_tree(root: &Node) -> Result<Self, TemplateError> {
         let mut t = Self { sigs: Vec::new() };
         t.add(root, None)?;
         Ok(t)
     }
 
-    fn add(&mut self, node: &Node, parent: Option<usize>) -> Result<(), String> {
+    fn add(&mut self, node: &Node, parent: Option<usize>) -> Result<(), TemplateError> {
         let count = match &node.count {
-            Some(c) => Cardinality::parse(c)
-                .map_err(|e| format!("{}/{}: count: {e}", node.service, node.name))?,
+            Some(c) => Cardinality::parse(c).map_err(|error| TemplateError::Count {
+                node: format!("{}/{}", node.service, node.name),
+                error,
+            })?,
             None => Cardinality::ONE,
         };
         let at = self

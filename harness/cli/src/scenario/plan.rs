@@ -538,7 +538,7 @@ impl Check<'_> {
                 ));
             }
             Some(RawTraceShape::Tree(node)) => {
-                Template::from_tree(node).map_err(|m| self.err("expect.trace", m))?
+                Template::from_tree(node).map_err(|e| self.err("expect.trace", e.to_string()))?
             }
         };
         Ok(Expect {
