@@ -59,8 +59,10 @@ pub(crate) async fn search(
     // and their backoffs included); a step that holds is drained long before that.
     let drain = super::plan(scenario).drain;
     let mut steps = Vec::new();
+    // The search stops at the first step that does not hold, so when none held, the step
+    // that did not is the first.
     let mut best: Option<LoadReport> = None;
-    let mut first: Option<LoadReport> = None;
+    let mut failed: Option<LoadReport> = None;
     let mut scans = Vec::new();
     let mut unjudged = HashSet::new();
     for (i, rate) in search.rates().enumerate() {
@@ -101,17 +103,16 @@ pub(crate) async fn search(
         });
         if !passed {
             unjudged.extend(step_scans.into_iter().map(|s| s.trace_id));
-            first.get_or_insert(report);
+            failed = Some(report);
             break;
         }
         scans.extend(step_scans);
         spans = Some(counted());
-        first.get_or_insert_with(|| report.clone());
         best = Some(report);
     }
     let max_rate = steps.iter().take_while(|s| s.passed).map(|s| s.rate).last();
     Ok(Found {
-        report: best.or(first).unwrap_or_default(),
+        report: best.or(failed).unwrap_or_default(),
         section: CapacitySection {
             max_p99_ms: search.max_p99_ms,
             max_rate,
