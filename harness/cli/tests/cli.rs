@@ -39,25 +39,38 @@ fn run_scenario_with(
     env: &[(&str, &str)],
     exit: i32,
 ) -> serde_json::Value {
-    let file = format!("scenarios/{name}.yaml");
+    run_file(&format!("scenarios/{name}.yaml"), dir, extra, env, exit).1
+}
+
+/// `tracebench run FILE --out <dir> --quiet <extra>` with `env` added: asserts the exit code
+/// and returns the summary printed and the parsed `result.json`.
+fn run_file(
+    file: &str,
+    dir: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    exit: i32,
+) -> (String, serde_json::Value) {
     let mut args = vec![
         "run",
-        file.as_str(),
+        file,
         "--out",
         dir.to_str().expect("utf-8"),
         "--quiet",
     ];
     args.extend_from_slice(extra);
     let out = tracebench_with(&args, env);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(
         out.status.code(),
         Some(exit),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
+        "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&std::fs::read(dir.join("result.json")).expect("result.json"))
-        .expect("json")
+    let result =
+        serde_json::from_slice(&std::fs::read(dir.join("result.json")).expect("result.json"))
+            .expect("json");
+    (stdout, result)
 }
 
 #[test]
@@ -342,26 +355,9 @@ fn a_capacity_search_stops_at_the_first_rate_that_does_not_hold() {
          tracing:\n  sampler: off\n  exporter: discard\n",
     )
     .expect("scenario written");
-    let out = dir.join("out");
-    let args = [
-        "run",
-        file.to_str().expect("utf-8"),
-        "--out",
-        out.to_str().expect("utf-8"),
-        "--quiet",
-    ];
-    let run = tracebench(&args);
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&run.stdout);
+    let (file, out) = (file.to_str().expect("utf-8"), dir.join("out"));
+    let (stdout, result) = run_file(file, &out, &[], &[], 0);
     assert!(stdout.contains("capacity  30 scans/s"), "{stdout}");
-    let result: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("result.json")).expect("result.json"))
-            .expect("json");
     let capacity = &result["capacity"];
     assert_eq!(capacity["max_rate"], 30.0, "{capacity}");
     let steps = capacity["steps"].as_array().expect("steps");
@@ -373,20 +369,11 @@ fn a_capacity_search_stops_at_the_first_rate_that_does_not_hold() {
     );
 
     // A bound no scan can meet: the first rate does not hold, the search stops there, exit 1.
-    let strict = std::fs::read_to_string(&file)
+    let strict = std::fs::read_to_string(file)
         .expect("read")
         .replace("max_p99_ms: 2000", "max_p99_ms: 1");
-    std::fs::write(&file, strict).expect("scenario written");
-    let run = tracebench(&args);
-    assert_eq!(
-        run.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let result: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("result.json")).expect("result.json"))
-            .expect("json");
+    std::fs::write(file, strict).expect("scenario written");
+    let (_, result) = run_file(file, &out, &[], &[], 1);
     assert_eq!(result["capacity"]["max_rate"], serde_json::Value::Null);
     assert_eq!(
         result["capacity"]["steps"].as_array().map(Vec::len),
@@ -415,23 +402,8 @@ fn spans_dropped_by_the_sdk_are_telemetry_loss_not_broken_propagation() {
         .join("\n"),
     )
     .expect("scenario written");
-    let out = dir.join("out");
-    let run = tracebench(&[
-        "run",
-        file.to_str().expect("utf-8"),
-        "--out",
-        out.to_str().expect("utf-8"),
-        "--quiet",
-    ]);
-    assert_eq!(
-        run.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let result: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("result.json")).expect("result.json"))
-            .expect("json");
+    let file = file.to_str().expect("utf-8");
+    let (_, result) = run_file(file, &dir.join("out"), &[], &[], 1);
     assert!(
         result["spans"]["dropped"].as_u64() > Some(0),
         "{}",

@@ -683,13 +683,9 @@ mod tests {
     }
 
     fn verdict(spans: &[Span]) -> (TraceSummary, Vec<Problem>) {
-        let scans = [Scan {
-            task_id: "task-1".to_owned(),
-            trace_id: TRACE.to_owned(),
-        }];
         let (summary, verdicts) = judge(
             &Template::seed_pipeline(Relation::Child),
-            &scans,
+            &the_scan(),
             spans,
             |_| true,
         );
@@ -699,6 +695,54 @@ mod tests {
             .map(|v| v.problems)
             .unwrap_or_default();
         (summary, problems)
+    }
+
+    /// The one scan the fixtures build.
+    fn the_scan() -> [Scan; 1] {
+        [Scan {
+            task_id: "task-1".to_owned(),
+            trace_id: TRACE.to_owned(),
+        }]
+    }
+
+    /// [`judge_with_loss`] of `spans` as the one scan, in a run that lost spans.
+    fn verdict_with_loss(spans: &[Span]) -> TraceSummary {
+        let template = Template::seed_pipeline(Relation::Child);
+        judge_with_loss(&template, &the_scan(), spans, |_| true, true).0
+    }
+
+    /// One scan whose my consumer lost the context: its spans in `trace`, the consumer a root
+    /// carrying the task id as its message id.
+    fn consumer_started_over(trace: &str) -> Vec<Span> {
+        let mut spans = scan(1);
+        let i = spans
+            .iter()
+            .position(|s| s.service == "my-consumer" && s.kind == Kind::Consumer)
+            .expect("my consumer");
+        let consumer_id = spans[i].span_id.clone();
+        for s in spans.iter_mut().filter(|s| {
+            s.span_id == consumer_id || s.parent_span_id.as_deref() == Some(&consumer_id)
+        }) {
+            s.trace_id = trace.to_owned();
+        }
+        spans[i].parent_span_id = None;
+        spans[i]
+            .attributes
+            .insert("messaging.message.id".to_owned(), "task-1".to_owned());
+        spans
+    }
+
+    /// One scan whose Vision server lost the context: it roots `trace`, no message id leads
+    /// to it.
+    fn server_started_over(trace: &str) -> Vec<Span> {
+        let mut spans = scan(1);
+        let server = spans
+            .iter()
+            .position(|s| s.name == "POST /v1/analyze")
+            .expect("server");
+        spans[server].trace_id = trace.to_owned();
+        spans[server].parent_span_id = None;
+        spans
     }
 
     #[test]
@@ -715,24 +759,8 @@ mod tests {
 
     #[test]
     fn a_consumer_that_started_over_is_a_broken_edge_found_by_its_message_id() {
-        let mut spans = scan(1);
-        let i = spans
-            .iter()
-            .position(|s| s.service == "my-consumer" && s.kind == Kind::Consumer)
-            .expect("my consumer");
         // The consumer lost the context: a new trace, no parent, the task id as message id.
-        let new_trace = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".to_owned();
-        let consumer_id = spans[i].span_id.clone();
-        for s in spans.iter_mut().filter(|s| {
-            s.span_id == consumer_id || s.parent_span_id.as_deref() == Some(&consumer_id)
-        }) {
-            s.trace_id = new_trace.clone();
-        }
-        spans[i].parent_span_id = None;
-        spans[i]
-            .attributes
-            .insert("messaging.message.id".to_owned(), "task-1".to_owned());
-        let (summary, problems) = verdict(&spans);
+        let (summary, problems) = verdict(&consumer_started_over(&"a".repeat(32)));
         assert_eq!(
             problems,
             [Problem::BrokenEdge(
@@ -781,10 +809,7 @@ mod tests {
             .into_iter()
             .filter(|s| s.name != "POST /v1/analyze" && s.service != "my-consumer")
             .collect();
-        let scans = [Scan {
-            task_id: "task-1".to_owned(),
-            trace_id: TRACE.to_owned(),
-        }];
+        let scans = the_scan();
         let template = Template::seed_pipeline(Relation::Child);
         let (lost, _) = judge_with_loss(&template, &scans, &spans, |_| true, true);
         assert_eq!(lost.telemetry_loss, 1);
@@ -804,19 +829,7 @@ mod tests {
     fn a_server_that_started_over_stays_a_broken_edge_when_spans_were_lost() {
         // The Vision server lost the context: it roots a trace of its own, which no message
         // id leads to. Spans lost elsewhere in the run do not excuse it.
-        let mut spans = scan(1);
-        let server = spans
-            .iter()
-            .position(|s| s.name == "POST /v1/analyze")
-            .expect("server");
-        spans[server].trace_id = "dddddddddddddddddddddddddddddddd".to_owned();
-        spans[server].parent_span_id = None;
-        let scans = [Scan {
-            task_id: "task-1".to_owned(),
-            trace_id: TRACE.to_owned(),
-        }];
-        let template = Template::seed_pipeline(Relation::Child);
-        let (summary, _) = judge_with_loss(&template, &scans, &spans, |_| true, true);
+        let summary = verdict_with_loss(&server_started_over(&"d".repeat(32)));
         assert_eq!(summary.telemetry_loss, 0);
         assert_eq!(
             summary
@@ -829,27 +842,7 @@ mod tests {
     #[test]
     fn a_stray_root_stays_a_broken_edge_when_spans_were_lost() {
         // Losing spans never starts a new trace: a consumer that did is a broken edge still.
-        let mut spans = scan(1);
-        let i = spans
-            .iter()
-            .position(|s| s.service == "my-consumer" && s.kind == Kind::Consumer)
-            .expect("my consumer");
-        let consumer_id = spans[i].span_id.clone();
-        for s in spans.iter_mut().filter(|s| {
-            s.span_id == consumer_id || s.parent_span_id.as_deref() == Some(&consumer_id)
-        }) {
-            s.trace_id = "cccccccccccccccccccccccccccccccc".to_owned();
-        }
-        spans[i].parent_span_id = None;
-        spans[i]
-            .attributes
-            .insert("messaging.message.id".to_owned(), "task-1".to_owned());
-        let scans = [Scan {
-            task_id: "task-1".to_owned(),
-            trace_id: TRACE.to_owned(),
-        }];
-        let template = Template::seed_pipeline(Relation::Child);
-        let (summary, _) = judge_with_loss(&template, &scans, &spans, |_| true, true);
+        let summary = verdict_with_loss(&consumer_started_over(&"c".repeat(32)));
         assert_eq!(summary.telemetry_loss, 0);
         assert_eq!(summary.broken_edges.len(), 1);
     }
@@ -857,14 +850,7 @@ mod tests {
     #[test]
     fn lost_server_context_orphans_and_wrong_kinds_are_named() {
         // The Vision server span lost its context: it roots a trace of its own, unclaimed.
-        let mut spans = scan(1);
-        let server = spans
-            .iter()
-            .position(|s| s.name == "POST /v1/analyze")
-            .expect("server");
-        spans[server].trace_id = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb".to_owned();
-        spans[server].parent_span_id = None;
-        let (summary, problems) = verdict(&spans);
+        let (summary, problems) = verdict(&server_started_over(&"b".repeat(32)));
         let edge = "worker/call_vision_api → vision-api/POST /v1/analyze";
         assert_eq!(problems, [Problem::MissingServer(edge.to_owned())]);
         // With no span lost, a client without its server is a broken edge.
@@ -903,10 +889,7 @@ mod tests {
             )]
         );
 
-        let scans = [Scan {
-            task_id: "task-1".to_owned(),
-            trace_id: TRACE.to_owned(),
-        }];
+        let scans = the_scan();
         let (summary, _) = judge(
             &Template::seed_pipeline(Relation::Child),
             &scans,
@@ -945,10 +928,7 @@ mod tests {
             };
             moved.insert(s.trace_id.clone());
         }
-        let scans = [Scan {
-            task_id: "task-1".to_owned(),
-            trace_id: TRACE.to_owned(),
-        }];
+        let scans = the_scan();
         let (summary, verdicts) = judge(
             &Template::seed_pipeline(Relation::Link),
             &scans,
