@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use tb_consumers::Processed;
+use tb_pipeline::config::local;
 use tb_pipeline::{
     KafkaChoice, Pipeline, PipelineConfig, ProcessedLine, SERVICES, SpansLine, Wiring,
 };
@@ -31,19 +32,19 @@ pub struct ServiceArgs {
     #[arg(long, env = "TB_KAFKA_BROKERS")]
     pub kafka_brokers: Option<String>,
     /// scan-api's listen address.
-    #[arg(long, default_value = "127.0.0.1:8000")]
+    #[arg(long, default_value = local::SCAN_API_ADDR)]
     pub scan_api_addr: SocketAddr,
     /// The Vision mock's listen address.
-    #[arg(long, default_value = "127.0.0.1:8001")]
+    #[arg(long, default_value = local::VISION_ADDR)]
     pub vision_addr: SocketAddr,
     /// The LLM mock's listen address.
-    #[arg(long, default_value = "127.0.0.1:8002")]
+    #[arg(long, default_value = local::LLM_ADDR)]
     pub llm_addr: SocketAddr,
     /// Vision API base URL for the worker (when the mock runs elsewhere).
-    #[arg(long, default_value = "http://127.0.0.1:8001")]
+    #[arg(long, default_value = local::VISION_URL)]
     pub vision_url: String,
     /// LLM API base URL for the worker (when the mock runs elsewhere).
-    #[arg(long, default_value = "http://127.0.0.1:8002")]
+    #[arg(long, default_value = local::LLM_URL)]
     pub llm_url: String,
     /// Multiplies every simulated latency (0.01 turns the seed's 5 s into 50 ms; 0 simulates
     /// no time at all).
@@ -236,13 +237,7 @@ pub async fn serve(args: ServiceArgs) -> anyhow::Result<()> {
     }
     guard.flush().ok();
     if args.report_processed {
-        let c = guard.span_counts();
-        let line = SpansLine::render(tb_pipeline::events::SpanCounts {
-            ended: c.ended,
-            exported: c.exported,
-            dropped: c.dropped_or_pending() + c.export_failed,
-        });
-        println!("{line}");
+        println!("{}", SpansLine::render(guard.span_counts().into()));
     }
     if let Some((name, Err(e))) = failed {
         anyhow::bail!("{name} stopped: {e}");

@@ -71,18 +71,36 @@ pub struct Wiring {
     pub llm_url: String,
 }
 
+/// The local demo's addresses, as `tracebench service`'s flags default to them.
+pub mod local {
+    /// scan-api's listen address.
+    pub const SCAN_API_ADDR: &str = "127.0.0.1:8000";
+    /// The Vision mock's listen address.
+    pub const VISION_ADDR: &str = "127.0.0.1:8001";
+    /// The LLM mock's listen address.
+    pub const LLM_ADDR: &str = "127.0.0.1:8002";
+    /// Where the worker finds the Vision mock.
+    pub const VISION_URL: &str = "http://127.0.0.1:8001";
+    /// Where the worker finds the LLM mock.
+    pub const LLM_URL: &str = "http://127.0.0.1:8002";
+}
+
 impl Wiring {
-    /// The local demo: RabbitMQ on 5672, embedded Kafka, `scan.tasks`, ports 8000–8002.
+    /// The local demo: RabbitMQ on 5672, embedded Kafka, `scan.tasks`, the [`local`] addresses.
     pub fn local_demo() -> Self {
+        let addr = |a: &str| {
+            a.parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        };
         Self {
             amqp_url: amqp::DEFAULT_URL.to_owned(),
             kafka: KafkaChoice::Embedded,
             queue: amqp::SCAN_TASKS.to_owned(),
-            scan_api_addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
-            vision_addr: SocketAddr::from(([127, 0, 0, 1], 8001)),
-            llm_addr: SocketAddr::from(([127, 0, 0, 1], 8002)),
-            vision_url: "http://127.0.0.1:8001".to_owned(),
-            llm_url: "http://127.0.0.1:8002".to_owned(),
+            scan_api_addr: addr(local::SCAN_API_ADDR),
+            vision_addr: addr(local::VISION_ADDR),
+            llm_addr: addr(local::LLM_ADDR),
+            vision_url: local::VISION_URL.to_owned(),
+            llm_url: local::LLM_URL.to_owned(),
         }
     }
 
@@ -176,5 +194,18 @@ impl PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self::seed(1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_local_demo_listens_on_its_documented_ports() {
+        let w = Wiring::local_demo();
+        let ports = [w.scan_api_addr, w.vision_addr, w.llm_addr].map(|a| a.port());
+        assert_eq!(ports, [8000, 8001, 8002]);
+        assert!(w.vision_url.ends_with(":8001") && w.llm_url.ends_with(":8002"));
     }
 }

@@ -60,6 +60,16 @@ pub struct SpanCounts {
     pub dropped: u64,
 }
 
+impl From<tb_telemetry::SpanCounts> for SpanCounts {
+    fn from(c: tb_telemetry::SpanCounts) -> Self {
+        Self {
+            ended: c.ended,
+            exported: c.exported,
+            dropped: c.not_exported(),
+        }
+    }
+}
+
 /// The last line: `{"spans":{"ended":…,"exported":…,"dropped":…}}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpansLine {

@@ -232,6 +232,12 @@ impl SpanCounts {
             .saturating_sub(self.exported)
             .saturating_sub(self.export_failed)
     }
+
+    /// Spans that never reached the backend: dropped by a full queue, in a failed export, or
+    /// still queued.
+    pub fn not_exported(&self) -> u64 {
+        self.ended.saturating_sub(self.exported)
+    }
 }
 
 #[derive(Debug, Default)]

@@ -69,11 +69,17 @@ impl SpanSummary {
 
 impl From<SpanCounts> for SpanSummary {
     fn from(c: SpanCounts) -> Self {
+        tb_pipeline::events::SpanCounts::from(c).into()
+    }
+}
+
+/// A child process's counts, as it reported them at exit.
+impl From<tb_pipeline::events::SpanCounts> for SpanSummary {
+    fn from(c: tb_pipeline::events::SpanCounts) -> Self {
         Self {
             ended: c.ended,
             exported: c.exported,
-            // Spans whose export failed never reached the backend either.
-            dropped: c.dropped_or_pending() + c.export_failed,
+            dropped: c.dropped,
             evicted: 0,
         }
     }

@@ -333,28 +333,21 @@ impl Running {
     /// described, and the span counts the children reported (none in process: this
     /// process's provider counts those).
     async fn shutdown(self) -> (Vec<(&'static str, String)>, SpanSummary) {
+        fn described<E: std::fmt::Display>(
+            errors: Vec<(&'static str, E)>,
+        ) -> Vec<(&'static str, String)> {
+            errors
+                .into_iter()
+                .map(|(n, e)| (n, e.to_string()))
+                .collect()
+        }
         match self {
             Self::InProcess(pipeline) => {
-                let errors = pipeline.shutdown().await;
-                let errors = errors
-                    .into_iter()
-                    .map(|(name, e)| (name, e.to_string()))
-                    .collect();
-                (errors, SpanSummary::default())
+                (described(pipeline.shutdown().await), SpanSummary::default())
             }
             Self::Children(children) => {
                 let (errors, spans) = children.shutdown().await;
-                let errors = errors
-                    .into_iter()
-                    .map(|(name, e)| (name, e.to_string()))
-                    .collect();
-                let spans = SpanSummary {
-                    ended: spans.ended,
-                    exported: spans.exported,
-                    dropped: spans.dropped,
-                    evicted: 0,
-                };
-                (errors, spans)
+                (described(errors), spans.into())
             }
         }
     }
