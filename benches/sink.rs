@@ -46,7 +46,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, Key
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message as _;
-use tb_traces::sink::TraceStore;
+use tb_traces::sink::{Limits, TraceStore};
 
 /// Spans per export request: the SDKs' default `max_export_batch_size`.
 const SPANS_PER_REQUEST: usize = 512;
@@ -253,12 +253,52 @@ fn new_cycle(store: &TraceStore, r: usize) {
     }
 }
 
+/// Resident set size of this process, bytes (Linux; 0 elsewhere).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Memory per stored span, measured rather than timed: the growth of this process's RSS while
+/// a store takes 8 rounds of the requests (524 288 spans), against the bytes the store counts.
+/// Printed once, before the timed benchmarks.
+fn memory(requests: &[ExportTraceServiceRequest]) {
+    let store = TraceStore::new(Limits::default());
+    let before = rss_bytes();
+    for round in 0..8u8 {
+        for request in requests {
+            let mut request = request.clone();
+            for span in &mut request.resource_spans[0].scope_spans[0].spans {
+                span.trace_id[0] ^= round;
+            }
+            store.ingest(request);
+        }
+    }
+    let grown = rss_bytes().saturating_sub(before);
+    let stats = store.stats();
+    let started = Instant::now();
+    let spans = black_box(store.all());
+    let read = started.elapsed();
+    println!(
+        "store/memory: {} spans, RSS +{} bytes a span, counted {} bytes a span; \
+         all() read them in {:.0} ms ({:.2} µs a span)",
+        stats.spans_stored,
+        grown / stats.spans_stored.max(1),
+        stats.bytes_stored / stats.spans_stored.max(1),
+        read.as_secs_f64() * 1e3,
+        read.as_secs_f64() * 1e6 / spans.len().max(1) as f64,
+    );
+}
+
 fn store(c: &mut Criterion) {
     let requests: Vec<_> = (0..REQUESTS).map(request).collect();
+    memory(&requests);
     let mut g = c.benchmark_group("store");
     g.throughput(Throughput::Elements(SPANS_PER_REQUEST as u64));
 
-    let below = TraceStore::new(REQUESTS * SPANS_PER_REQUEST);
+    let below = TraceStore::new(Limits::spans((REQUESTS * SPANS_PER_REQUEST) as u64));
     g.bench_function("ingest_below_bound", |b| {
         b.iter_custom(|iters| {
             timed(
@@ -272,7 +312,7 @@ fn store(c: &mut Criterion) {
         });
     });
 
-    let evicting = TraceStore::new(32_768);
+    let evicting = TraceStore::new(Limits::spans(32_768));
     g.bench_function("ingest_evicting", |b| {
         b.iter_custom(|iters| {
             timed(
@@ -303,7 +343,7 @@ fn receiver(c: &mut Criterion) {
             )
         });
     });
-    let store = TraceStore::new(REQUESTS * SPANS_PER_REQUEST);
+    let store = TraceStore::new(Limits::spans((REQUESTS * SPANS_PER_REQUEST) as u64));
     g.bench_function("decode_protobuf_and_ingest", |b| {
         b.iter_custom(|iters| {
             timed(

@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tb_pipeline::SERVICES;
 use tb_telemetry::{Exporter, Protocol, Sampling, TelemetryConfig};
 use tb_traces::TraceClient;
-use tb_traces::sink::{RunningSink, SinkConfig};
+use tb_traces::sink::{Limits, RunningSink, SinkConfig};
 use tracebench::infra::{Env, Provisioned};
 use tracebench::report::RunResult;
 use tracebench::run::{RunOptions, Services, SpanSource, run};
@@ -63,9 +63,13 @@ enum Command {
         /// OTLP/HTTP and query API listen address.
         #[arg(long, default_value = "127.0.0.1:4318")]
         http_addr: SocketAddr,
-        /// Most spans kept; beyond it the oldest traces are evicted whole.
-        #[arg(long, default_value_t = 1_000_000)]
-        max_spans: usize,
+        /// Most bytes kept (`512MiB`, `2GB`); beyond it the oldest traces are evicted whole.
+        /// A span of the pipeline counts 400–600 bytes.
+        #[arg(long, default_value = "1GiB", value_parser = tb_traces::sink::parse_size)]
+        max_bytes: u64,
+        /// Most spans kept, as well; no bound by default.
+        #[arg(long)]
+        max_spans: Option<u64>,
     },
 }
 
@@ -273,12 +277,16 @@ async fn main() -> ExitCode {
         Command::Sink {
             grpc_addr,
             http_addr,
+            max_bytes,
             max_spans,
         } => done(
             sink_standalone(SinkConfig {
                 grpc_addr,
                 http_addr,
-                max_spans,
+                limits: Limits {
+                    max_bytes,
+                    max_spans: max_spans.unwrap_or(u64::MAX),
+                },
             })
             .await,
         ),

@@ -2,16 +2,15 @@
 //! from the in-process exporter's [`FinishedSpan`]s, plus the id and attribute rendering both
 //! the sink and the Tempo client use, so a span reads the same whichever way it arrived.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use opentelemetry::trace::{SpanId, SpanKind, Status};
+use opentelemetry_proto::tonic::common::v1::AnyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span, status};
+use opentelemetry_proto::tonic::trace::v1::span;
 use tb_telemetry::FinishedSpan;
 
 use crate::model::{Kind, Link, Span};
@@ -106,7 +105,10 @@ fn write_any_value(out: &mut String, value: Option<&Value>, quote_strings: bool)
     }
 }
 
-fn attributes(kvs: &[KeyValue]) -> BTreeMap<String, String> {
+#[cfg(test)]
+fn attributes(
+    kvs: &[opentelemetry_proto::tonic::common::v1::KeyValue],
+) -> std::collections::BTreeMap<String, String> {
     kvs.iter()
         .map(|kv| {
             let value = kv.value.as_ref().map(render_any_value).unwrap_or_default();
@@ -115,19 +117,21 @@ fn attributes(kvs: &[KeyValue]) -> BTreeMap<String, String> {
         .collect()
 }
 
+#[cfg(test)]
 fn is_zero(bytes: &[u8]) -> bool {
     bytes.iter().all(|b| *b == 0)
 }
 
-/// A stored OTLP span as the model sees it, under the `service.name` of its resource.
+/// A decoded OTLP span as the model sees it, under the `service.name` of its resource: the
+/// reference the store's wire reader ([`crate::sink`]'s `wire`) is held to in its tests.
+#[cfg(test)]
 pub(crate) fn model_from_otlp(
     span: &opentelemetry_proto::tonic::trace::v1::Span,
     service: &str,
 ) -> Span {
-    let error = span
-        .status
-        .as_ref()
-        .is_some_and(|s| s.code == status::StatusCode::Error as i32);
+    let error = span.status.as_ref().is_some_and(|s| {
+        s.code == opentelemetry_proto::tonic::trace::v1::status::StatusCode::Error as i32
+    });
     Span {
         trace_id: hex(&span.trace_id),
         span_id: hex(&span.span_id),
@@ -198,7 +202,7 @@ impl From<&FinishedSpan> for Span {
 
 #[cfg(test)]
 mod tests {
-    use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
+    use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValue, KeyValueList};
 
     use super::*;
 

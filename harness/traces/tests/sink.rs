@@ -33,11 +33,11 @@ use tokio::time::Instant;
 const DEADLINE: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(20);
 
-async fn sink_with(max_spans: usize) -> RunningSink {
+async fn sink_with(max_spans: u64) -> RunningSink {
     sink::start(SinkConfig {
         grpc_addr: "127.0.0.1:0".parse().expect("addr"),
         http_addr: "127.0.0.1:0".parse().expect("addr"),
-        max_spans,
+        limits: sink::Limits::spans(max_spans),
     })
     .await
     .expect("sink starts")
@@ -619,12 +619,20 @@ async fn ready_answers_ready() {
 }
 
 #[tokio::test]
-async fn a_zero_span_bound_is_refused() {
-    let err = sink::start(SinkConfig {
-        max_spans: 0,
-        ..SinkConfig::default()
-    })
-    .await
-    .expect_err("no capacity");
-    assert!(matches!(err, sink::SinkError::NoCapacity));
+async fn a_zero_bound_is_refused() {
+    for limits in [
+        sink::Limits::spans(0),
+        sink::Limits {
+            max_bytes: 0,
+            ..sink::Limits::default()
+        },
+    ] {
+        let err = sink::start(SinkConfig {
+            limits,
+            ..SinkConfig::default()
+        })
+        .await
+        .expect_err("no capacity");
+        assert!(matches!(err, sink::SinkError::NoCapacity));
+    }
 }

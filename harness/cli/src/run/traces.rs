@@ -71,15 +71,7 @@ pub(crate) async fn verify_traces(
     let sampled = sampled_by(scenario.tracing.sampling);
     let (spans, name): (Vec<Span>, String) = match source {
         SpanSource::None => return (None, None),
-        SpanSource::Store(store) => (
-            store
-                .trace_ids()
-                .iter()
-                .filter_map(|id| store.get(id))
-                .flatten()
-                .collect(),
-            "embedded".to_owned(),
-        ),
+        SpanSource::Store(store) => (store.all(), "embedded".to_owned()),
         SpanSource::Query(client) => {
             // Tempo assembles a trace from what its ingesters hold; spans can arrive after the
             // first answer, so each trace is polled until complete or until a shared deadline

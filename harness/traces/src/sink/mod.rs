@@ -11,10 +11,12 @@
 //! | [`store`]     | the bounded store, eviction, search                               |
 //! | [`otlp`]      | the gRPC and HTTP receivers                                       |
 //! | [`tempo`]     | `GET /api/traces/{id}`, `GET /api/search`, `GET /ready`           |
+//! | `wire`        | stored spans read straight from their protobuf encoding           |
 
 pub mod otlp;
 pub mod store;
 pub mod tempo;
+mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -31,7 +33,8 @@ use tokio::task::JoinHandle;
 use crate::client::TraceClient;
 pub use otlp::OtlpGrpc;
 pub use store::{
-    DEFAULT_MAX_SPANS, IngestOutcome, SearchQuery, StoreStats, TraceStore, TraceSummary,
+    DEFAULT_MAX_BYTES, IngestOutcome, Limits, SearchQuery, StoreStats, TraceStore, TraceSummary,
+    parse_size,
 };
 
 /// Where the sink listens and how much it keeps.
@@ -41,8 +44,8 @@ pub struct SinkConfig {
     pub grpc_addr: SocketAddr,
     /// OTLP/HTTP and the query API (4318 by convention).
     pub http_addr: SocketAddr,
-    /// The most spans held; beyond it the oldest traces are evicted whole.
-    pub max_spans: usize,
+    /// What the store may hold; beyond it the oldest traces are evicted whole.
+    pub limits: Limits,
 }
 
 impl Default for SinkConfig {
@@ -50,7 +53,7 @@ impl Default for SinkConfig {
         Self {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 4317)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 4318)),
-            max_spans: DEFAULT_MAX_SPANS,
+            limits: Limits::default(),
         }
     }
 }
@@ -58,8 +61,8 @@ impl Default for SinkConfig {
 /// Why the sink could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    /// `max_spans` is zero.
-    #[error("max_spans must be at least 1")]
+    /// A limit is zero.
+    #[error("the sink's max_bytes and max_spans must be at least 1")]
     NoCapacity,
     /// A listen address could not be bound.
     #[error("binding {addr}: {source}")]
@@ -191,9 +194,9 @@ impl RunningSink {
 ///
 /// # Errors
 ///
-/// Fails when `max_spans` is zero or an address cannot be bound.
+/// Fails when a limit is zero or an address cannot be bound.
 pub async fn start(config: SinkConfig) -> Result<RunningSink, SinkError> {
-    if config.max_spans == 0 {
+    if config.limits.max_spans == 0 || config.limits.max_bytes == 0 {
         return Err(SinkError::NoCapacity);
     }
     let bind = |addr: SocketAddr| async move {
@@ -209,7 +212,7 @@ pub async fn start(config: SinkConfig) -> Result<RunningSink, SinkError> {
     };
     let grpc_addr = local(&grpc, config.grpc_addr)?;
     let http_addr = local(&http, config.http_addr)?;
-    let store = Arc::new(TraceStore::new(config.max_spans));
+    let store = Arc::new(TraceStore::new(config.limits));
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(run(Arc::clone(&store), grpc, http, async move {
         let _ = stopped.wait_for(|s| *s).await;
@@ -236,7 +239,7 @@ pub async fn serve(
     tracing::info!(
         grpc = %sink.grpc_addr(),
         http = %sink.http_addr(),
-        max_spans = config.max_spans,
+        max_bytes = config.limits.max_bytes,
         "trace sink listening: OTLP/gRPC, OTLP/HTTP /v1/traces, Tempo API /api/traces/{{id}}"
     );
     tokio::select! {
@@ -248,6 +251,7 @@ pub async fn serve(
     tracing::info!(
         spans_received = stats.spans_received,
         spans_evicted = stats.spans_evicted,
+        bytes_stored = stats.bytes_stored,
         spans_rejected = stats.spans_rejected,
         "trace sink stopping"
     );

@@ -69,7 +69,9 @@ impl TraceService for OtlpGrpc {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let outcome = self.store.ingest(request.into_inner());
+        let request = request.into_inner();
+        self.store.note_request(request.encoded_len());
+        let outcome = self.store.ingest(request);
         Ok(tonic::Response::new(response_for(outcome)))
     }
 }
@@ -151,6 +153,7 @@ pub(crate) async fn export_http(
     let body = body.map_err(|r| ApiError::new(r.status(), "invalid_body", r.body_text()))?;
     let encoding = encoding(&headers)?;
     let body = decompressed(&headers, body)?;
+    store.note_request(body.len());
     let request = match encoding {
         Encoding::Protobuf => ExportTraceServiceRequest::decode(body).map_err(|e| {
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_protobuf", e.to_string())

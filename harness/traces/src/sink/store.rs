@@ -1,11 +1,17 @@
-//! The sink's in-memory trace store: OTLP spans kept as they arrived, indexed by trace id and
-//! bounded by a total span count, evicting whole traces oldest-first when full.
+//! The sink's in-memory trace store: OTLP spans indexed by trace id and bounded in bytes (and,
+//! optionally, in spans), evicting whole traces oldest-first when full.
 //!
-//! Spans are stored as the decoded protobuf messages, moved out of the request, with their
-//! resource and scope shared behind an [`Arc`] per `ScopeSpans`. Ingest therefore allocates
-//! almost nothing per span (a map lookup and a push), and both read paths work from the same
-//! data: the Tempo-shaped JSON keeps every typed attribute and the resource, and
-//! [`TraceStore::get`] renders [`model::Span`]s only for the trace asked for.
+//! Each span is kept as its protobuf encoding (a few hundred bytes) next to the three fields the
+//! index needs (start, end, whether it is a root), with its resource and scope shared behind an
+//! [`Arc`] per `ScopeSpans`. The decoded message it arrived as would take some 2.5 KB, an
+//! allocation per id, name, key and value; the encoding takes one. [`TraceStore::get`] reads
+//! the bytes straight into [`model::Span`]s ([`super::wire`]); the Tempo-shaped JSON decodes
+//! them back into OTLP messages, keeping every typed attribute and the resource.
+//!
+//! The byte bound counts what the store holds: each span's encoding and its slot, each trace's
+//! map and arrival entries, and the capacity of every vector; allocator headers and the shared
+//! resources are not counted, so real memory runs somewhat above the count (the `sink` bench
+//! measures RSS per span).
 //!
 //! One mutex guards everything and is taken once per export request, never per span: a request
 //! of 512 spans holds it for tens of microseconds, far below what two receivers on a 2-core
@@ -23,11 +29,83 @@ use opentelemetry_proto::tonic::trace::v1::Span as OtlpSpan;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::convert::{hex, model_from_otlp, render_any_value, service_name};
+use prost::Message as _;
+
+use super::wire;
+use crate::convert::{hex, render_any_value, service_name};
 use crate::model;
 
-/// The default bound on stored spans: about 1 GB of typical spans.
-pub const DEFAULT_MAX_SPANS: usize = 1_000_000;
+/// The default bound on what the store holds: 1 GiB, some two million of the pipeline's spans.
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+
+/// What a store may hold before it evicts its oldest traces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes held, as the store counts them (see the module docs).
+    pub max_bytes: u64,
+    /// Spans held.
+    pub max_spans: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_bytes: DEFAULT_MAX_BYTES,
+            max_spans: u64::MAX,
+        }
+    }
+}
+
+impl Limits {
+    /// At most `max_spans` spans, and the default byte bound.
+    pub fn spans(max_spans: u64) -> Self {
+        Self {
+            max_spans,
+            ..Self::default()
+        }
+    }
+}
+
+/// Parses a size in bytes: a whole number with an optional unit, `B`, decimal `kB`/`MB`/`GB` or
+/// binary `KiB`/`MiB`/`GiB` (units case-insensitive, space allowed): `512MiB`, `2 GB`, `1048576`.
+///
+/// # Errors
+///
+/// A message naming what is wrong, for a command line or a scenario error.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| {
+        format!("{text:?} is not a size: expected a whole number and a unit, as in 512MiB")
+    })?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "{other:?} is not a size unit: use B, kB, MB, GB, KiB, MiB or GiB"
+            ));
+        }
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Bytes a trace costs beyond its spans: its map entry and slot in the arrival queue.
+const TRACE_BYTES: u64 = (size_of::<(Key, Trace)>() + size_of::<(Key, u64)>()) as u64;
+/// Bytes a span costs beyond its encoding: its slot in its group.
+const SLOT_BYTES: u64 = size_of::<Stored>() as u64;
+/// Bytes a group costs beyond its spans: its slot in its trace.
+const GROUP_BYTES: u64 = size_of::<Group>() as u64;
 
 /// What Tempo reports as a trace's root service while no span without a parent has arrived.
 pub const ROOT_NOT_YET_RECEIVED: &str = "<root span not yet received>";
@@ -67,26 +145,80 @@ struct Source {
     service: String,
 }
 
+/// One span: its protobuf encoding and the fields the index reads.
+#[derive(Debug)]
+struct Stored {
+    start_ns: u64,
+    end_ns: u64,
+    root: bool,
+    bytes: Box<[u8]>,
+}
+
+impl Stored {
+    fn new(span: &OtlpSpan) -> Self {
+        Self {
+            start_ns: span.start_time_unix_nano,
+            end_ns: span.end_time_unix_nano,
+            root: span.parent_span_id.iter().all(|b| *b == 0),
+            // `encode_to_vec` allocates the exact length, so the box does not reallocate.
+            bytes: span.encode_to_vec().into_boxed_slice(),
+        }
+    }
+
+    /// The OTLP message back. The bytes are prost's own encoding, so this cannot fail; should
+    /// it, the span reads as empty rather than failing the trace.
+    fn decode(&self) -> OtlpSpan {
+        OtlpSpan::decode(&*self.bytes).unwrap_or_default()
+    }
+}
+
 /// Consecutive spans of one trace from one `ScopeSpans`.
 #[derive(Debug)]
 struct Group {
     origin: Arc<Origin>,
-    spans: Vec<OtlpSpan>,
+    spans: Vec<Stored>,
 }
 
 #[derive(Debug)]
 struct Trace {
     groups: Vec<Group>,
-    spans: usize,
+    spans: u64,
+    /// What the trace costs against [`Limits::max_bytes`].
+    bytes: u64,
     /// Position in first-arrival order; tells a live entry of [`Inner::arrival`] from a stale one.
     seq: u64,
 }
 
 impl Trace {
-    fn spans(&self) -> impl Iterator<Item = (&Origin, &OtlpSpan)> {
+    fn spans(&self) -> impl Iterator<Item = (&Origin, &Stored)> {
         self.groups
             .iter()
             .flat_map(|g| g.spans.iter().map(move |s| (&*g.origin, s)))
+    }
+
+    /// Adds `span` from `origin`, returning the bytes it costs (its encoding, plus any growth
+    /// of the vectors holding it).
+    fn push(&mut self, origin: &Arc<Origin>, span: Stored) -> u64 {
+        let encoded = span.bytes.len() as u64;
+        let groups_before = self.groups.capacity();
+        let grown = match self.groups.last_mut() {
+            Some(g) if Arc::ptr_eq(&g.origin, origin) => {
+                let before = g.spans.capacity();
+                g.spans.push(span);
+                (g.spans.capacity() - before) as u64 * SLOT_BYTES
+            }
+            _ => {
+                self.groups.push(Group {
+                    origin: Arc::clone(origin),
+                    spans: vec![span],
+                });
+                SLOT_BYTES
+            }
+        };
+        let grown = grown + (self.groups.capacity() - groups_before) as u64 * GROUP_BYTES;
+        self.spans += 1;
+        self.bytes += encoded + grown;
+        encoded + grown
     }
 }
 
@@ -97,12 +229,22 @@ pub struct StoreStats {
     pub spans_received: u64,
     /// Spans refused because their trace or span id was not 16 or 8 bytes, or all zero.
     pub spans_rejected: u64,
+    /// Export requests received, with the bytes of their messages, uncompressed (the
+    /// protobuf message over gRPC; the body, inflated, over HTTP).
+    #[serde(default)]
+    pub requests_received: u64,
+    /// See [`Self::requests_received`].
+    #[serde(default)]
+    pub request_bytes_received: u64,
     /// Traces started since the store was created (a trace evicted and seen again counts twice).
     pub traces_received: u64,
     /// Spans held now.
     pub spans_stored: u64,
     /// Traces held now.
     pub traces_stored: u64,
+    /// Bytes held now, as the store counts them against its bound.
+    #[serde(default)]
+    pub bytes_stored: u64,
     /// Spans dropped to stay within the bound.
     pub spans_evicted: u64,
     /// Traces dropped to stay within the bound.
@@ -203,8 +345,9 @@ impl Inner {
             if self.traces.get(&key).is_some_and(|t| t.seq == seq)
                 && let Some(trace) = self.traces.remove(&key)
             {
-                let n = trace.spans as u64;
+                let n = trace.spans;
                 self.stats.spans_stored -= n;
+                self.stats.bytes_stored -= trace.bytes;
                 self.stats.traces_stored -= 1;
                 self.stats.spans_evicted += n;
                 self.stats.traces_evicted += 1;
@@ -215,31 +358,34 @@ impl Inner {
     }
 }
 
-/// Traces received by the sink, bounded by a total span count. Share it behind an [`Arc`].
+/// Traces received by the sink, bounded by [`Limits`]. Share it behind an [`Arc`].
 #[derive(Debug)]
 pub struct TraceStore {
-    max_spans: usize,
+    limits: Limits,
     inner: Mutex<Inner>,
 }
 
 impl Default for TraceStore {
     fn default() -> Self {
-        Self::new(DEFAULT_MAX_SPANS)
+        Self::new(Limits::default())
     }
 }
 
 impl TraceStore {
-    /// An empty store holding at most `max_spans` spans (at least one).
-    pub fn new(max_spans: usize) -> Self {
+    /// An empty store within `limits` (each at least 1).
+    pub fn new(limits: Limits) -> Self {
         Self {
-            max_spans: max_spans.max(1),
+            limits: Limits {
+                max_bytes: limits.max_bytes.max(1),
+                max_spans: limits.max_spans.max(1),
+            },
             inner: Mutex::new(Inner::default()),
         }
     }
 
-    /// The bound on stored spans.
-    pub fn max_spans(&self) -> usize {
-        self.max_spans
+    /// The bounds.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -248,8 +394,8 @@ impl TraceStore {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Stores every span of `request` with a valid trace and span id, then evicts the oldest
-    /// traces (by first arrival) while more than [`Self::max_spans`] spans are held.
+    /// Stores every span of `request` with a valid trace and span id, evicting the oldest traces
+    /// (by first arrival) while more than [`Self::limits`] allow is held.
     pub fn ingest(&self, request: ExportTraceServiceRequest) -> IngestOutcome {
         let mut outcome = IngestOutcome::default();
         let mut inner = self.lock();
@@ -280,26 +426,22 @@ impl TraceStore {
                             inner.arrival.push_back((key, seq));
                             inner.stats.traces_received += 1;
                             inner.stats.traces_stored += 1;
+                            inner.stats.bytes_stored += TRACE_BYTES;
                             e.insert(Trace {
                                 groups: Vec::new(),
                                 spans: 0,
+                                bytes: TRACE_BYTES,
                                 seq,
                             })
                         }
                     };
-                    match trace.groups.last_mut() {
-                        Some(g) if Arc::ptr_eq(&g.origin, &origin) => g.spans.push(span),
-                        _ => trace.groups.push(Group {
-                            origin: Arc::clone(&origin),
-                            spans: vec![span],
-                        }),
-                    }
-                    trace.spans += 1;
+                    inner.stats.bytes_stored += trace.push(&origin, Stored::new(&span));
                     outcome.accepted += 1;
                     inner.stats.spans_stored += 1;
-                    if inner.stats.spans_stored > self.max_spans as u64 {
-                        inner.evict_oldest();
-                    }
+                    while (inner.stats.spans_stored > self.limits.max_spans
+                        || inner.stats.bytes_stored > self.limits.max_bytes)
+                        && inner.evict_oldest()
+                    {}
                 }
             }
         }
@@ -317,9 +459,26 @@ impl TraceStore {
         Some(
             trace
                 .spans()
-                .map(|(origin, span)| model_from_otlp(span, &origin.resource.service))
+                .map(|(origin, span)| wire::model_span(&span.bytes, &origin.resource.service))
                 .collect(),
         )
+    }
+
+    /// Every span held, trace by trace in first-arrival order, as the model sees them: what a
+    /// verdict reads, under one lock instead of one per trace.
+    pub fn all(&self) -> Vec<model::Span> {
+        let inner = self.lock();
+        let mut out = Vec::with_capacity(usize::try_from(inner.stats.spans_stored).unwrap_or(0));
+        for (key, seq) in &inner.arrival {
+            if let Some(trace) = inner.traces.get(key).filter(|t| t.seq == *seq) {
+                out.extend(
+                    trace.spans().map(|(origin, span)| {
+                        wire::model_span(&span.bytes, &origin.resource.service)
+                    }),
+                );
+            }
+        }
+        out
     }
 
     /// The ids (lowercase hex) of the traces held, oldest first.
@@ -340,8 +499,7 @@ impl TraceStore {
         let key = parse_trace_id(trace_id)?;
         let inner = self.lock();
         let trace = inner.traces.get(&key)?;
-        // Serialised under the lock, straight from the stored messages: cloning the trace out
-        // first would cost more than writing it.
+        // Decoded and serialised under the lock: one trace is a few dozen spans.
         let view = tempo_view(trace);
         serde_json::to_vec(&view).ok()
     }
@@ -364,6 +522,13 @@ impl TraceStore {
         hits
     }
 
+    /// Counts an export request of `bytes` (before it is ingested or refused).
+    pub fn note_request(&self, bytes: usize) {
+        let mut inner = self.lock();
+        inner.stats.requests_received += 1;
+        inner.stats.request_bytes_received += bytes as u64;
+    }
+
     /// The counters now.
     pub fn stats(&self) -> StoreStats {
         self.lock().stats
@@ -375,7 +540,8 @@ impl TraceStore {
     }
 }
 
-fn span_matches(origin: &Origin, span: &OtlpSpan, key: &str, value: &str) -> bool {
+fn span_matches(origin: &Origin, span: &Stored, key: &str, value: &str) -> bool {
+    let span = span.decode();
     if key == "name" && span.name == value {
         return true;
     }
@@ -399,13 +565,12 @@ fn span_matches(origin: &Origin, span: &OtlpSpan, key: &str, value: &str) -> boo
 fn summarize(key: Key, trace: &Trace, query: &SearchQuery) -> Option<TraceSummary> {
     let mut start = u64::MAX;
     let mut end = 0;
-    let mut root: Option<(&Origin, &OtlpSpan)> = None;
+    let mut root: Option<(&Origin, &Stored)> = None;
     let mut matched = query.tags.is_empty();
     for (origin, span) in trace.spans() {
-        start = start.min(span.start_time_unix_nano);
-        end = end.max(span.end_time_unix_nano);
-        let is_root = span.parent_span_id.iter().all(|b| *b == 0);
-        if is_root && root.is_none_or(|(_, r)| span.start_time_unix_nano < r.start_time_unix_nano) {
+        start = start.min(span.start_ns);
+        end = end.max(span.end_ns);
+        if span.root && root.is_none_or(|(_, r)| span.start_ns < r.start_ns) {
             root = Some((origin, span));
         }
         if !matched {
@@ -424,7 +589,7 @@ fn summarize(key: Key, trace: &Trace, query: &SearchQuery) -> Option<TraceSummar
         return None;
     }
     let (root_service_name, root_trace_name) = match root {
-        Some((origin, span)) => (origin.resource.service.clone(), span.name.clone()),
+        Some((origin, span)) => (origin.resource.service.clone(), span.decode().name),
         None => (ROOT_NOT_YET_RECEIVED.to_owned(), String::new()),
     };
     Some(TraceSummary {
@@ -457,7 +622,7 @@ struct BatchView<'a> {
 struct ScopeView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     scope: Option<&'a InstrumentationScope>,
-    spans: Vec<&'a OtlpSpan>,
+    spans: Vec<OtlpSpan>,
     #[serde(skip_serializing_if = "str::is_empty")]
     schema_url: &'a str,
 }
@@ -487,12 +652,14 @@ fn tempo_view(trace: &Trace) -> TempoTraceView<'_> {
             }
         };
         match origins[b].iter().position(|o| Arc::ptr_eq(o, origin)) {
-            Some(s) => batches[b].scope_spans[s].spans.extend(group.spans.iter()),
+            Some(s) => batches[b].scope_spans[s]
+                .spans
+                .extend(group.spans.iter().map(Stored::decode)),
             None => {
                 origins[b].push(origin);
                 batches[b].scope_spans.push(ScopeView {
                     scope: origin.scope.as_ref(),
-                    spans: group.spans.iter().collect(),
+                    spans: group.spans.iter().map(Stored::decode).collect(),
                     schema_url: &origin.schema_url,
                 });
             }
@@ -548,7 +715,7 @@ mod tests {
 
     #[test]
     fn spans_of_one_trace_across_requests_come_back_together() {
-        let store = TraceStore::new(100);
+        let store = TraceStore::new(Limits::spans(100));
         store.ingest(request("a", &[(1, 1, 0), (2, 2, 0)]));
         store.ingest(request("b", &[(1, 3, 1)]));
         let spans = store.get("01").expect("trace 1");
@@ -563,7 +730,7 @@ mod tests {
 
     #[test]
     fn eviction_drops_whole_oldest_traces_and_counts_them() {
-        let store = TraceStore::new(3);
+        let store = TraceStore::new(Limits::spans(3));
         store.ingest(request("a", &[(1, 1, 0), (1, 2, 1)]));
         store.ingest(request("a", &[(2, 3, 0), (2, 4, 3)]));
         assert!(store.get("01").is_none(), "the oldest trace goes first");
@@ -581,8 +748,76 @@ mod tests {
     }
 
     #[test]
+    fn the_byte_bound_evicts_the_oldest_traces_and_the_count_returns_to_zero() {
+        let one = TraceStore::default();
+        one.ingest(request("a", &[(1, 1, 0), (1, 2, 1)]));
+        let per_trace = one.stats().bytes_stored;
+        assert!(per_trace > 0);
+        // Room for two such traces, not three.
+        let store = TraceStore::new(Limits {
+            max_bytes: per_trace * 2 + per_trace / 2,
+            ..Limits::default()
+        });
+        for t in 1..=3 {
+            store.ingest(request("a", &[(t, 1, 0), (t, 2, 1)]));
+        }
+        let stats = store.stats();
+        assert_eq!((stats.traces_stored, stats.traces_evicted), (2, 1));
+        assert!(store.get("01").is_none());
+        assert_eq!(stats.bytes_stored, per_trace * 2);
+        store.ingest(request("a", &[(4, 1, 0), (4, 2, 1)]));
+        store.ingest(request("a", &[(5, 1, 0), (5, 2, 1)]));
+        assert_eq!(
+            store.stats().bytes_stored,
+            per_trace * 2,
+            "evictions give back what was counted"
+        );
+    }
+
+    #[test]
+    fn a_span_of_the_pipeline_costs_well_under_a_kilobyte() {
+        // A worker span as the SDK exports it: ids, name, times, eight attributes.
+        let attributes = [
+            ("messaging.system", "rabbitmq"),
+            ("messaging.destination.name", "scan"),
+            ("messaging.operation.type", "process"),
+            (
+                "messaging.message.id",
+                "3f2a9c1e-8d4b-4b7a-9f0e-2c6d5a1b7e90",
+            ),
+            ("celery.task_name", "scans.process_scan"),
+            ("scan.id", "0b8e7c6d-5a4f-4e3d-9c2b-1a0f9e8d7c6b"),
+            ("server.address", "127.0.0.1"),
+            ("network.protocol.name", "amqp"),
+        ]
+        .map(|(k, v)| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(Value::StringValue(v.into())),
+            }),
+            ..KeyValue::default()
+        });
+        let mut req = request("worker", &[(1, 1, 0)]);
+        let spans = &mut req.resource_spans[0].scope_spans[0].spans;
+        for t in 2..=200u8 {
+            let mut span = spans[0].clone();
+            span.trace_id[15] = t;
+            spans.push(span);
+        }
+        for span in &mut req.resource_spans[0].scope_spans[0].spans {
+            span.attributes = attributes.to_vec();
+            span.parent_span_id = vec![7; 8];
+        }
+        let store = TraceStore::default();
+        store.ingest(req);
+        let stats = store.stats();
+        let per_span = stats.bytes_stored / stats.spans_stored;
+        assert!((300..1024).contains(&per_span), "{per_span} bytes a span");
+    }
+
+    #[test]
     fn spans_with_invalid_ids_are_rejected_and_counted() {
-        let store = TraceStore::new(10);
+        let store = TraceStore::new(Limits::spans(10));
         let mut req = request("a", &[(0, 1, 0), (1, 2, 0)]);
         req.resource_spans[0].scope_spans[0].spans[1].span_id = vec![1, 2, 3];
         let outcome = store.ingest(req);
@@ -592,7 +827,7 @@ mod tests {
 
     #[test]
     fn search_matches_resource_tags_and_reports_the_root() {
-        let store = TraceStore::new(10);
+        let store = TraceStore::new(Limits::spans(10));
         store.ingest(request("scan-api", &[(1, 1, 0), (1, 2, 1)]));
         store.ingest(request("worker", &[(2, 5, 9)]));
         let query = SearchQuery {
@@ -615,7 +850,7 @@ mod tests {
 
     #[test]
     fn tempo_json_groups_spans_by_resource_with_hex_ids() {
-        let store = TraceStore::new(10);
+        let store = TraceStore::new(Limits::spans(10));
         store.ingest(request("a", &[(1, 1, 0), (1, 2, 1)]));
         let json: serde_json::Value =
             serde_json::from_slice(&store.tempo_json("1").expect("trace")).expect("json");
@@ -625,6 +860,19 @@ mod tests {
         assert_eq!(spans[1]["traceId"], "00000000000000000000000000000001");
         assert_eq!(spans[1]["parentSpanId"], "0000000000000001");
         assert_eq!(spans[1]["startTimeUnixNano"], "2000000");
+    }
+
+    #[test]
+    fn sizes_parse_with_decimal_and_binary_units() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("2 GB"), Ok(2_000_000_000));
+        assert_eq!(parse_size("1gib"), Ok(1 << 30));
+        assert!(parse_size("1.5GB").is_err());
+        assert!(parse_size("GB").is_err());
+        let err = parse_size("10 parsecs").expect_err("unknown unit");
+        assert!(err.contains("parsecs"), "{err}");
+        assert!(parse_size("99999999999GiB").is_err());
     }
 
     #[test]
