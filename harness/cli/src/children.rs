@@ -211,6 +211,16 @@ impl Children {
             .collect()
     }
 
+    /// Each child's CPU time now (see [`crate::usage::CpuSnapshot`]).
+    pub fn cpu(&self) -> Vec<(&'static str, crate::usage::CpuSnapshot)> {
+        self.procs
+            .iter()
+            .filter_map(|(name, child)| {
+                Some((*name, crate::usage::cpu_snapshot(&child.id()?.to_string())?))
+            })
+            .collect()
+    }
+
     /// Takes the stream of finished scan events, leaving an empty one.
     pub fn take_processed(&mut self) -> mpsc::UnboundedReceiver<Processed> {
         std::mem::replace(&mut self.processed, mpsc::unbounded_channel().1)

@@ -8,7 +8,9 @@
 //! | [`service`]   | `tracebench service`, and the command line of each child process       |
 //! | [`children`]  | `--services process`: every service as a child, reaped on any exit     |
 //! | [`run`]       | one run as named steps: start → probe → drive → drain → verify → judge |
-//! | [`report`]    | `result.json`'s schema (at the bottom), terminal, JUnit and HTML       |
+//! | [`overhead`]  | `tracebench overhead`: the ladder of arms, repeats and statistics     |
+//! | [`compare`]   | `tracebench compare`: a candidate's result against a base's            |
+//! | [`report`]    | `result.json`'s schema (at the bottom), terminal, JUnit and HTML; the overhead table and page |
 //! | [`usage`]     | CPU time and peak memory of a process, from `/proc`                    |
 //!
 //! The pieces it builds on are crates of their own: `tb-pipeline` (the system under test),
@@ -16,7 +18,9 @@
 //! (judging and attribution).
 
 pub mod children;
+pub mod compare;
 pub mod infra;
+pub mod overhead;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -1,9 +1,12 @@
 //! `tracebench`: the one binary. `tracebench service all` runs the whole scan pipeline in this
 //! process; `tracebench service <name>` runs one service of it; `tracebench run FILE` drives a
-//! scenario and reports; `tracebench check FILE` validates one.
+//! scenario and reports; `tracebench overhead FILE` measures what tracing costs;
+//! `tracebench compare BASE CAND` gates regressions; `tracebench check FILE` validates a
+//! scenario.
 //!
-//! Exit codes are decided here and nowhere else: 0 passed, 1 an expectation failed, 2 any
-//! usage, configuration or infrastructure error (every `Err` that reaches [`main`]).
+//! Exit codes are decided here and nowhere else: 0 passed, 1 an expectation failed (or a
+//! regression, or a failed self-test), 2 any usage, configuration or infrastructure error
+//! (every `Err` that reaches [`main`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,7 +20,10 @@ use tb_pipeline::SERVICES;
 use tb_telemetry::{Exporter, Protocol, Sampling, TelemetryConfig};
 use tb_traces::TraceClient;
 use tb_traces::sink::{Limits, RunningSink, SinkConfig};
+use tracebench::compare::Thresholds;
 use tracebench::infra::{Env, Provisioned};
+use tracebench::overhead::OverheadOptions;
+use tracebench::overhead::schema::OverheadResult;
 use tracebench::report::RunResult;
 use tracebench::run::{RunOptions, Services, SpanSource, run};
 use tracebench::scenario::{RawExporter, Scenario};
@@ -47,9 +53,45 @@ enum Command {
         /// The scenario file.
         file: PathBuf,
     },
-    /// Render a run's `result.json` as one self-contained HTML page.
+    /// Measure what tracing costs: the scenario's `overhead` ladder, every service as its own
+    /// process, arms interleaved and repeated; writes `overhead.json`. Exit 0 when done (and
+    /// every self-test recovered its synthetic cost), 1 when a self-test missed, 2 on errors.
+    Overhead {
+        /// The scenario file (`scenarios/overhead.yaml`).
+        file: PathBuf,
+        /// Directory for `overhead.json`, the arms' scenario files and every repeat's logs.
+        #[arg(long)]
+        out: PathBuf,
+        /// No progress output.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Compare a candidate's `result.json` (or `overhead.json`) with a base's. Exit 0 when the
+    /// candidate holds, 1 on a regression (each listed), 2 on errors.
+    Compare {
+        /// The base's result.
+        base: PathBuf,
+        /// The candidate's result.
+        candidate: PathBuf,
+        /// Largest drop in throughput, and rise in CPU per scan, allowed.
+        #[arg(long, default_value = "5%", value_parser = tracebench::compare::parse_percent)]
+        max_regression: f64,
+        /// Largest rise in corrected end-to-end p99 allowed.
+        #[arg(long, default_value = "25%", value_parser = tracebench::compare::parse_percent)]
+        max_p99_regression: f64,
+        /// Largest drop in the complete-trace ratio allowed, in points.
+        #[arg(long, default_value = "1%", value_parser = tracebench::compare::parse_percent)]
+        max_complete_drop: f64,
+        /// Largest rise allowed in broken edges, stray spans, lost spans and lost scans.
+        #[arg(long, default_value_t = 0)]
+        max_count_increase: u64,
+        /// Also write a JUnit XML report (one test case per check) here.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+    },
+    /// Render a run's `result.json`, or an `overhead.json`, as one self-contained HTML page.
     Report {
-        /// The `result.json` of a run.
+        /// The `result.json` of a run, or the `overhead.json` of an overhead run.
         result: PathBuf,
         /// Where to write the HTML.
         #[arg(long)]
@@ -193,6 +235,7 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<ExitCode> {
         exporter: collection.exporter.clone(),
         batch: scenario.tracing.batch,
         log_filter: Some("info".to_owned()),
+        synthetic_span_cost: scenario.tracing.synthetic_span_cost,
         ..TelemetryConfig::default()
     };
     let guard = tb_telemetry::init_services_with_writer(&SERVICES, telemetry, Arc::new(log))
@@ -236,9 +279,17 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 fn report(result: &Path, html: &Path) -> anyhow::Result<()> {
     let text = std::fs::read(result).with_context(|| format!("reading {}", result.display()))?;
-    let parsed: RunResult = serde_json::from_slice(&text)
-        .with_context(|| format!("{} is not a tracebench result.json", result.display()))?;
-    let page = tracebench::report::html(&parsed)?;
+    let value: serde_json::Value = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not JSON", result.display()))?;
+    let page = if value.get("overhead_schema_version").is_some() {
+        let parsed: OverheadResult = serde_json::from_value(value)
+            .with_context(|| format!("{} is not a tracebench overhead.json", result.display()))?;
+        tracebench::report::overhead::overhead_html(&parsed)?
+    } else {
+        let parsed: RunResult = serde_json::from_value(value)
+            .with_context(|| format!("{} is not a tracebench result.json", result.display()))?;
+        tracebench::report::html(&parsed)?
+    };
     std::fs::write(html, page).with_context(|| format!("writing {}", html.display()))?;
     println!("wrote {}", html.display());
     Ok(())
@@ -260,15 +311,93 @@ async fn sink_standalone(config: SinkConfig) -> anyhow::Result<()> {
     .context("running the sink")
 }
 
+/// `tracebench overhead`: provision, run the ladder, print the table.
+async fn overhead(file: &Path, out: PathBuf, quiet: bool) -> anyhow::Result<ExitCode> {
+    let scenario = Scenario::load(file).context("scenario error")?;
+    let infra = tracebench::infra::provision(&scenario.infra, &Env::from_process(), false)
+        .await
+        .context("infrastructure")?;
+    if !quiet {
+        announce_overhead(&scenario, file, &out);
+    }
+    let options = OverheadOptions {
+        file: file.to_owned(),
+        out: out.clone(),
+        exe: std::env::current_exe().context("finding the tracebench executable")?,
+        quiet,
+    };
+    let result = tracebench::overhead::run(&scenario, &infra, &options).await?;
+    print!(
+        "{}",
+        tracebench::report::overhead::overhead_summary(&result)
+    );
+    println!("wrote {}", out.join("overhead.json").display());
+    Ok(if result.self_test.iter().all(|t| t.passed) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(FAILED)
+    })
+}
+
+fn announce_overhead(scenario: &Scenario, file: &Path, out: &Path) {
+    let plan = &scenario.overhead;
+    eprintln!(
+        "tracebench: overhead of {} ({}): {} arms × {} repeats; results and logs in {}",
+        scenario.name,
+        file.display(),
+        plan.arms.len(),
+        plan.repeats,
+        out.display()
+    );
+}
+
+/// `tracebench compare`: exit 0 when the candidate holds, 1 on a regression.
+fn compare(
+    base: &Path,
+    candidate: &Path,
+    thresholds: Thresholds,
+    junit: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let comparison = tracebench::compare::compare(base, candidate, thresholds)?;
+    print!("{}", tracebench::compare::render(&comparison));
+    if let Some(path) = junit {
+        std::fs::write(path, tracebench::compare::junit(&comparison))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(if comparison.regressions().next().is_none() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(FAILED)
+    })
+}
+
 fn check(file: &Path) -> anyhow::Result<()> {
     let scenario = Scenario::load(file).context("scenario error")?;
     println!("{}: ok ({})", file.display(), scenario.name);
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    // One service in a process of its own: one worker thread, unless TOKIO_WORKER_THREADS or
+    // --worker-threads says otherwise (see `ServiceArgs::worker_threads`).
+    if let Command::Service(args) = &cli.command
+        && let Some(n) = args.worker_threads()
+    {
+        runtime.worker_threads(n);
+    }
+    match runtime.build() {
+        Ok(runtime) => runtime.block_on(dispatch(cli)),
+        Err(e) => {
+            eprintln!("tracebench: starting the async runtime: {e}");
+            ExitCode::from(ERROR)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> ExitCode {
     let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     let result = match cli.command {
         Command::Service(args) => done(tracebench::service::serve(*args).await),
@@ -291,6 +420,26 @@ async fn main() -> ExitCode {
             .await,
         ),
         Command::Check { file } => done(check(&file)),
+        Command::Overhead { file, out, quiet } => overhead(&file, out, quiet).await,
+        Command::Compare {
+            base,
+            candidate,
+            max_regression,
+            max_p99_regression,
+            max_complete_drop,
+            max_count_increase,
+            junit,
+        } => compare(
+            &base,
+            &candidate,
+            Thresholds {
+                max_regression,
+                max_p99_regression,
+                max_complete_drop,
+                max_count_increase,
+            },
+            junit.as_deref(),
+        ),
     };
     match result {
         Ok(code) => code,

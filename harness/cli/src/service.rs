@@ -74,6 +74,13 @@ pub struct ServiceArgs {
     /// counts at exit (`tracebench run --services process` counts scans and lost spans by them).
     #[arg(long)]
     pub report_processed: bool,
+    /// Async runtime worker threads. Default: 1 for a single service other than the worker (a
+    /// process of its own beside five others: more threads only add hand-offs between them,
+    /// 11 % of the pipeline's CPU per scan at 1000 scans/s); one per CPU for the worker, whose
+    /// `rule_match` spins on its runtime thread, and for `all`. `TOKIO_WORKER_THREADS` also
+    /// sets it when this flag is absent.
+    #[arg(long)]
+    pub worker_threads: Option<usize>,
 }
 
 /// `--sampling`'s values, listed in `--help`, parsed by [`Sampling`]'s own `FromStr`.
@@ -91,6 +98,20 @@ fn relation_parser() -> impl clap::builder::TypedValueParser<Value = ConsumerRel
 }
 
 impl ServiceArgs {
+    /// The runtime's worker threads, when this process should not take tokio's default.
+    pub fn worker_threads(&self) -> Option<usize> {
+        match self.worker_threads {
+            Some(n) => Some(n.max(1)),
+            None if self.name != "all"
+                && self.name != tb_worker::SERVICE
+                && std::env::var_os("TOKIO_WORKER_THREADS").is_none() =>
+            {
+                Some(1)
+            }
+            None => None,
+        }
+    }
+
     /// The services named: `all`, or one.
     fn services(&self) -> anyhow::Result<Vec<&'static str>> {
         if self.name == "all" {
@@ -148,6 +169,7 @@ impl ServiceArgs {
         if let Some(s) = scenario {
             telemetry.sampling = s.tracing.sampling;
             telemetry.batch = s.tracing.batch;
+            telemetry.synthetic_span_cost = s.tracing.synthetic_span_cost;
             if s.tracing.exporter == RawExporter::Discard {
                 telemetry.exporter = Exporter::Discard;
             }
@@ -303,5 +325,23 @@ mod tests {
         assert_eq!(args.scenario, Some(PathBuf::from("scenarios/smoke.yaml")));
         assert_eq!(args.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4317"));
         assert!(args.report_processed);
+    }
+
+    #[test]
+    fn a_lone_service_gets_one_runtime_thread_but_the_worker_and_all_keep_theirs() {
+        let threads = |args: &[&str]| {
+            ServiceArgs::try_parse_from(args)
+                .expect("parses")
+                .worker_threads()
+        };
+        if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+            assert_eq!(threads(&["service", "vision-api"]), Some(1));
+        }
+        assert_eq!(threads(&["service", "worker"]), None);
+        assert_eq!(threads(&["service", "all"]), None);
+        assert_eq!(
+            threads(&["service", "all", "--worker-threads", "3"]),
+            Some(3)
+        );
     }
 }

@@ -82,6 +82,8 @@ fn check_accepts_the_shipped_scenarios() {
         "errors",
         "strip-kafka",
         "sampled",
+        "capacity",
+        "overhead",
     ] {
         let out = tracebench(&["check", &format!("scenarios/{file}.yaml")]);
         assert_eq!(
@@ -204,6 +206,46 @@ fn the_smoke_scenario_passes_and_writes_result_json() {
         "waterfalls, histogram and shares are drawn"
     );
     assert!(page.contains("POST /scan") && page.contains("process_image"));
+
+    // `compare`: a result holds against itself; half the traces complete and triple the p99
+    // are two regressions, both listed, exit 1.
+    let base = dir.join("result.json");
+    let base = base.to_str().expect("utf-8");
+    let out = tracebench(&["compare", base, base]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("the candidate holds"), "{stdout}");
+    let mut worse = result.clone();
+    let ratio = worse["traces"]["complete_ratio"].as_f64().expect("ratio");
+    worse["traces"]["complete_ratio"] = (ratio / 2.0).into();
+    let p99 = &mut worse["latency"]["end_to_end"]["corrected"]["p99"];
+    *p99 = (p99.as_f64().expect("p99") * 3.0).into();
+    let candidate = dir.join("worse.json");
+    std::fs::write(&candidate, serde_json::to_vec(&worse).expect("json")).expect("write");
+    let junit = dir.join("compare.xml");
+    let out = tracebench(&[
+        "compare",
+        base,
+        candidate.to_str().expect("utf-8"),
+        "--junit",
+        junit.to_str().expect("utf-8"),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let regressions: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("REGRESSION"))
+        .collect();
+    assert_eq!(regressions.len(), 2, "{stdout}");
+    assert!(
+        stdout.contains("traces.complete_ratio") && stdout.contains("p99"),
+        "{stdout}"
+    );
+    let junit = std::fs::read_to_string(&junit).expect("compare.xml");
+    assert_eq!(junit.matches("<failure").count(), 2, "{junit}");
+    // Different kinds, or not a result at all: exit 2.
+    let out = tracebench(&["compare", base, "scenarios/smoke.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
@@ -423,4 +465,100 @@ fn spans_dropped_by_the_sdk_are_telemetry_loss_not_broken_propagation() {
         .filter_map(|v| v["name"].as_str())
         .collect();
     assert_eq!(failed, ["telemetry.spans_lost"]);
+}
+
+/// The overhead bench finds a known cost again: an arm burning 250 µs of CPU per span against
+/// its twin without, three interleaved repeats each, every service its own process. The
+/// recovered cost must be within ±10 % (the bench's own self-test), and `overhead.json`,
+/// the table and the HTML page must say so. (The cost is large on purpose: a repeat's CPU per
+/// scan varies by a few percent from run to run, and the test runs in a debug build beside the
+/// other tests; 5 ms a scan stands well clear of that.)
+#[test]
+fn the_overhead_bench_recovers_a_synthetic_span_cost() {
+    let dir = scratch("overhead");
+    let file = dir.join("self-test.yaml");
+    std::fs::write(
+        &file,
+        "name: overhead-self-test\nseed: 3\nduration: 4s\nwarmup: 2s\ntime_scale: 0\n\
+         load: {arrival: constant, rate: 100}\n\
+         overhead:\n  repeats: 3\n  rate: 100\n  arms:\n\
+         \x20   - {sampler: off}\n\
+         \x20   - {sampler: always_on, exporter: otlp}\n\
+         \x20   - {sampler: always_on, exporter: otlp, synthetic_span_cost_us: 250}\n",
+    )
+    .expect("write");
+    let out = tracebench(&[
+        "overhead",
+        file.to_str().expect("utf-8"),
+        "--out",
+        dir.to_str().expect("utf-8"),
+        "--quiet",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("overhead.json")).expect("overhead.json"))
+            .expect("json");
+    let arms = result["arms"].as_array().expect("arms");
+    assert_eq!(arms.len(), 3);
+    for arm in arms {
+        assert_eq!(arm["repeats"].as_array().map(Vec::len), Some(3), "{arm}");
+        for repeat in arm["repeats"].as_array().expect("repeats") {
+            assert_eq!(repeat["lost"], 0, "{repeat}");
+            assert!(repeat["cpu_us_per_scan"]["total"].as_f64() > Some(0.0));
+            assert_eq!(
+                repeat["cpu_us_per_scan"].as_object().map(|m| m.len()),
+                Some(7),
+                "six services and the total: {repeat}"
+            );
+        }
+    }
+    // Tracing exported spans into the sink process; off exported none.
+    assert!(
+        arms[1]["repeats"][0]["otlp_bytes"].as_u64() > Some(0),
+        "{}",
+        arms[1]
+    );
+    assert_eq!(arms[0]["repeats"][0]["spans_ended"], 0);
+    assert!(
+        arms[1]["spans_per_scan"].as_f64() > Some(15.0),
+        "{}",
+        arms[1]
+    );
+    let test = &result["self_test"][0];
+    assert_eq!(test["expected_us"], 250.0);
+    let recovered = test["recovered_us"].as_f64().expect("recovered");
+    assert!((225.0..=275.0).contains(&recovered), "{test}");
+    assert_eq!(test["passed"], true);
+    assert!(
+        stdout.contains("self-test") && stdout.contains("ok"),
+        "{stdout}"
+    );
+    assert_eq!(result["order"].as_array().map(Vec::len), Some(9));
+
+    let html = dir.join("overhead.html");
+    let out = tracebench(&[
+        "report",
+        dir.join("overhead.json").to_str().expect("utf-8"),
+        "--html",
+        html.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(&html).expect("overhead.html");
+    assert_eq!(page.matches("<svg").count(), 2);
+    assert!(page.contains("always_on+otlp+250us"));
+    // An overhead result holds against itself.
+    let json = dir.join("overhead.json");
+    let json = json.to_str().expect("utf-8");
+    assert_eq!(tracebench(&["compare", json, json]).status.code(), Some(0));
 }

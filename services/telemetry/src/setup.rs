@@ -172,6 +172,10 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// Log filter in `EnvFilter` syntax; `None` uses `RUST_LOG`, then `info`.
     pub log_filter: Option<String>,
+    /// CPU burnt (spinning) for every sampled span as it ends, on the thread that ends it: a
+    /// known cost the overhead bench must find again (`tracing.synthetic_span_cost_us`). Zero
+    /// outside that self-test.
+    pub synthetic_span_cost: Duration,
 }
 
 impl Default for TelemetryConfig {
@@ -189,6 +193,7 @@ impl Default for TelemetryConfig {
             batch: BatchSettings::default(),
             log_format: LogFormat::Json,
             log_filter: None,
+            synthetic_span_cost: Duration::ZERO,
         }
     }
 }
@@ -274,6 +279,25 @@ struct Counted<P> {
     /// In a multi-service process, the service for spans started outside any
     /// [`crate::service::scope`]; `None` when the process is one service and nothing is stamped.
     stamp: Option<&'static str>,
+    /// [`TelemetryConfig::synthetic_span_cost`].
+    synthetic: Duration,
+}
+
+/// Keeps this thread busy until it has spent `cost` of CPU time. The thread's own CPU clock,
+/// not the wall clock: a spin preempted halfway on a busy machine would otherwise burn less
+/// than it says, and the overhead bench would find less than was set.
+fn burn(cost: Duration) {
+    let cpu = || {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        Duration::new(
+            t.tv_sec.unsigned_abs(),
+            u32::try_from(t.tv_nsec).unwrap_or(0),
+        )
+    };
+    let until = cpu() + cost;
+    while cpu() < until {
+        std::hint::spin_loop();
+    }
 }
 
 impl<P: SpanProcessor> SpanProcessor for Counted<P> {
@@ -289,6 +313,9 @@ impl<P: SpanProcessor> SpanProcessor for Counted<P> {
         // The batch processor exports only sampled spans; count what it will see.
         if span.span_context.is_sampled() {
             self.stats.0.ended.fetch_add(1, Ordering::Relaxed);
+            if !self.synthetic.is_zero() {
+                burn(self.synthetic);
+            }
         }
         self.inner.on_end(span);
     }
@@ -606,6 +633,7 @@ fn provider_for(
             inner: processor,
             stats: stats.clone(),
             stamp: routes.first().copied(),
+            synthetic: config.synthetic_span_cost,
         })
         .build();
     Ok(Some((provider, stats)))

@@ -14,7 +14,7 @@ use super::xml_escape;
 #[error("drawing the report: {0}")]
 pub struct DrawError(String);
 
-fn draw_err<E: std::fmt::Debug>(e: E) -> DrawError {
+pub(crate) fn draw_err<E: std::fmt::Debug>(e: E) -> DrawError {
     DrawError(format!("{e:?}"))
 }
 

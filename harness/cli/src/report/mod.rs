@@ -4,6 +4,7 @@
 
 pub mod html;
 pub mod junit;
+pub mod overhead;
 pub mod schema;
 pub mod terminal;
 

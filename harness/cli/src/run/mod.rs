@@ -201,6 +201,82 @@ pub async fn run(
     Ok(result)
 }
 
+/// One measured run of the overhead bench (see [`measure`]).
+#[derive(Clone, Debug)]
+pub struct Measured {
+    /// The measured load (warm-up excluded).
+    pub load: LoadReport,
+    /// CPU nanoseconds each service process spent over the measured load, with its peak RSS
+    /// (KiB) at the end.
+    pub cpu: Vec<(String, u64, u64)>,
+    /// Scans accepted over the whole run: probe, warm-up and measured load.
+    pub scans_total: u64,
+    /// The span counts the services reported at exit (the whole run).
+    pub spans: SpanSummary,
+}
+
+/// Runs `scenario`'s services as child processes (`options.services` must be
+/// [`Services::Process`]), warms them up for `scenario.warmup`, then offers `scenario.load` for
+/// `scenario.duration` and measures what each process spent on it: the overhead bench's
+/// repeat. Nothing is verified.
+///
+/// # Errors
+///
+/// Fails when the services do not start or the load generator cannot run.
+pub async fn measure(
+    scenario: &Scenario,
+    infra: &Provisioned,
+    options: &RunOptions,
+) -> Result<Measured, RunError> {
+    let queue = format!("scan.tasks.run-{:016x}", rand::random::<u64>());
+    let wiring = Wiring::ephemeral(infra.amqp_url.clone(), infra.kafka.clone(), queue);
+    let (running, scan_api, processed) = start(scenario, &wiring, options).await?;
+    let trackers = Arc::new(CurrentTracker::default());
+    let feed = tokio::spawn(count_completions(processed, trackers.clone()));
+    let target = Arc::new(ScanTarget::new(scan_api, scenario.load.connections));
+    probe(&target, &trackers.get()).await;
+    let plan = plan(scenario);
+    if !scenario.warmup.is_zero() {
+        let warmup = tb_load::Plan {
+            warmup: Duration::ZERO,
+            duration: scenario.warmup,
+            ..plan
+        };
+        drive(warmup, target.clone(), trackers.renew(), true).await?;
+    }
+    let before = running.cpu();
+    let measured = tb_load::Plan {
+        warmup: Duration::ZERO,
+        ..plan
+    };
+    let load = drive(measured, target.clone(), trackers.renew(), options.quiet).await?;
+    let after = running.cpu();
+    let peaks = running.usage(1);
+    let cpu = after
+        .into_iter()
+        .map(|(name, now)| {
+            let ns = before
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(0, |(_, then)| now.ns_since(then));
+            let peak = peaks
+                .iter()
+                .find(|p| p.process == name)
+                .map_or(0, |p| p.peak_rss_kb);
+            (name.to_owned(), ns, peak)
+        })
+        .collect();
+    let scans_total = target.accepted();
+    drop(target.take());
+    let spans = stop(running, feed, &wiring).await;
+    Ok(Measured {
+        load,
+        cpu,
+        scans_total,
+        spans,
+    })
+}
+
 /// What driving the scenario produced.
 struct Driven {
     /// The load report (for a search, of the highest rate that held).
@@ -327,6 +403,16 @@ impl Running {
                 peak_rss_kb,
             })
             .collect()
+    }
+
+    /// Each process's CPU time now (see [`crate::usage::CpuSnapshot`]).
+    fn cpu(&self) -> Vec<(&'static str, crate::usage::CpuSnapshot)> {
+        match self {
+            Self::InProcess(_) => crate::usage::cpu_snapshot("self")
+                .map(|s| vec![("tracebench", s)])
+                .unwrap_or_default(),
+            Self::Children(children) => children.cpu(),
+        }
     }
 
     /// Stops every service after it drained; returns the ones that ended with an error,

@@ -12,8 +12,10 @@ pub mod raw;
 use std::path::Path;
 
 pub use error::ScenarioError;
-pub use plan::{CapacitySearch, Expect, Infra, Scenario, TracingPlan};
-pub use raw::{Hop, InfraMode, RawExporter, RawScenario};
+pub use plan::{
+    Arm, CapacitySearch, Expect, Infra, OverheadPlan, OverheadRate, Scenario, TracingPlan, arm_name,
+};
+pub use raw::{ArmExporter, Hop, InfraMode, RawExporter, RawScenario};
 
 impl Scenario {
     /// Reads and validates the scenario at `path`.

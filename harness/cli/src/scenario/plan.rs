@@ -15,8 +15,9 @@ use tb_verify::Template;
 
 use super::error::ScenarioError;
 use super::raw::{
-    Hop, InfraMode, RawArrival, RawExpect, RawExporter, RawFaults, RawInfra, RawLatency, RawLoad,
-    RawScenario, RawServices, RawTraceShape, RawTracing, RawWorker,
+    ArmExporter, Hop, InfraMode, RawArm, RawArrival, RawExpect, RawExporter, RawFaults, RawInfra,
+    RawLatency, RawLoad, RawOverhead, RawScenario, RawServices, RawTraceShape, RawTracing,
+    RawWorker,
 };
 
 /// Expectations.
@@ -64,6 +65,43 @@ pub struct TracingPlan {
     pub batch: BatchSettings,
     /// Consumer relation.
     pub relation: ConsumerRelation,
+    /// CPU burnt for every sampled span as it ends (the overhead bench's self-test).
+    pub synthetic_span_cost: Duration,
+}
+
+/// One arm of the overhead ladder.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Arm {
+    /// Name in the results.
+    pub name: String,
+    /// Sampler (`Off`: no SDK at all).
+    pub sampling: Sampling,
+    /// Where spans go.
+    pub exporter: ArmExporter,
+    /// CPU burnt for every sampled span as it ends.
+    pub synthetic_span_cost: Duration,
+}
+
+/// Which rate the overhead arms are offered.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OverheadRate {
+    /// This rate (requests/s).
+    Fixed(f64),
+    /// This share of the `off` arm's saturation, found first with the search.
+    ShareOfSaturation(f64, CapacitySearch),
+}
+
+/// What `tracebench overhead` runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OverheadPlan {
+    /// The arms, in the scenario's order (they run shuffled).
+    pub arms: Vec<Arm>,
+    /// Measured runs of each arm.
+    pub repeats: u32,
+    /// The offered rate.
+    pub rate: OverheadRate,
+    /// Endpoint of `external` arms.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// A saturation search: constant rates from `from` to `to` by `step`, each held for `hold`.
@@ -120,6 +158,55 @@ pub struct Scenario {
     /// A saturation search instead of one load (`load.arrival: {search: …}`); `load.arrival`
     /// then holds its first rate.
     pub search: Option<CapacitySearch>,
+    /// What `tracebench overhead` runs (`run` ignores it).
+    pub overhead: OverheadPlan,
+}
+
+/// An arm's default name: `off`, or the sampler and exporter (`ratio_0.01+otlp`), with the
+/// synthetic cost when there is one (`always_on+discard+50us`).
+pub fn arm_name(sampling: Sampling, exporter: ArmExporter, synthetic: Duration) -> String {
+    let sampler = match sampling {
+        Sampling::Off => return "off".to_owned(),
+        Sampling::AlwaysOff => "always_off".to_owned(),
+        Sampling::Ratio(r) => format!("ratio_{r}"),
+        Sampling::AlwaysOn => "always_on".to_owned(),
+    };
+    let exporter = match exporter {
+        ArmExporter::Discard => "discard",
+        ArmExporter::Otlp => "otlp",
+        ArmExporter::External => "external",
+    };
+    let mut name = format!("{sampler}+{exporter}");
+    if !synthetic.is_zero() {
+        name.push_str(&format!("+{}us", synthetic.as_secs_f64() * 1e6));
+    }
+    name
+}
+
+/// The full ladder: `off`, then every sampler with every exporter.
+fn default_ladder(external: bool) -> Vec<Arm> {
+    let mut exporters = vec![ArmExporter::Discard, ArmExporter::Otlp];
+    if external {
+        exporters.push(ArmExporter::External);
+    }
+    let arm = |sampling, exporter| Arm {
+        name: arm_name(sampling, exporter, Duration::ZERO),
+        sampling,
+        exporter,
+        synthetic_span_cost: Duration::ZERO,
+    };
+    let mut arms = vec![arm(Sampling::Off, ArmExporter::Discard)];
+    for exporter in exporters {
+        for sampling in [
+            Sampling::AlwaysOff,
+            Sampling::Ratio(0.01),
+            Sampling::Ratio(0.1),
+            Sampling::AlwaysOn,
+        ] {
+            arms.push(arm(sampling, exporter));
+        }
+    }
+    arms
 }
 
 /// Collects the field path while stage 2 walks the raw scenario.
@@ -257,6 +344,7 @@ impl Scenario {
             infra,
             expect,
             strip,
+            overhead: c.overhead(&raw.overhead, search)?,
             search,
         })
     }
@@ -292,7 +380,7 @@ impl Check<'_> {
                 hold,
                 max_p99_ms,
             } => {
-                let s = self.search(*from, *to, *step, hold, *max_p99_ms)?;
+                let s = self.search("load.arrival.search", *from, *to, *step, hold, *max_p99_ms)?;
                 search = Some(s);
                 Arrival::Constant { rate: s.from }
             }
@@ -331,13 +419,14 @@ impl Check<'_> {
     /// `load.arrival.search`.
     fn search(
         &self,
+        at: &str,
         from: f64,
         to: f64,
         step: f64,
         hold: &str,
         max_p99_ms: f64,
     ) -> Result<CapacitySearch, ScenarioError> {
-        let path = |f: &str| format!("load.arrival.search.{f}");
+        let path = |f: &str| format!("{at}.{f}");
         let from = self.positive(&path("from"), from)?;
         let to = self.positive(&path("to"), to)?;
         if to < from {
@@ -496,6 +585,114 @@ impl Check<'_> {
             exporter: t.exporter,
             batch,
             relation: t.consumer_relation,
+            synthetic_span_cost: self
+                .micros("tracing.synthetic_span_cost_us", t.synthetic_span_cost_us)?,
+        })
+    }
+
+    /// A count of microseconds, at most one second.
+    fn micros(&self, path: &str, us: f64) -> Result<Duration, ScenarioError> {
+        let us = self.non_negative(path, us)?;
+        if us > 1e6 {
+            return Err(self.err(path, format!("expected at most 1000000 (1 s), got {us}")));
+        }
+        Ok(Duration::from_secs_f64(us / 1e6))
+    }
+
+    /// `overhead`: the arms (the full ladder by default), repeats and rate.
+    fn overhead(
+        &self,
+        o: &RawOverhead,
+        scenario_search: Option<CapacitySearch>,
+    ) -> Result<OverheadPlan, ScenarioError> {
+        let arms = match &o.arms {
+            Some(raw) if raw.is_empty() => {
+                return Err(self.err("overhead.arms", "expected at least one arm"));
+            }
+            Some(raw) => raw
+                .iter()
+                .enumerate()
+                .map(|(i, a)| self.arm(i, a, o.otlp_endpoint.is_some()))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => default_ladder(o.otlp_endpoint.is_some()),
+        };
+        for (i, arm) in arms.iter().enumerate() {
+            if arms[..i].iter().any(|a| a.name == arm.name) {
+                return Err(self.err(
+                    &format!("overhead.arms[{i}].name"),
+                    format!("{:?} names two arms", arm.name),
+                ));
+            }
+        }
+        let repeats = o.repeats.unwrap_or(5);
+        if repeats < 2 {
+            return Err(self.err(
+                "overhead.repeats",
+                format!("expected at least 2 (a spread needs two), got {repeats}"),
+            ));
+        }
+        let rate = match (o.rate, &o.search) {
+            (Some(r), _) => OverheadRate::Fixed(self.positive("overhead.rate", r)?),
+            (None, search) => {
+                let share = self.share("overhead.rate_share", o.rate_share.unwrap_or(0.6))?;
+                if share == 0.0 {
+                    return Err(self.err("overhead.rate_share", "expected a share above 0"));
+                }
+                let search = match search {
+                    Some(s) => self.search(
+                        "overhead.search",
+                        s.from,
+                        s.to,
+                        s.step,
+                        &s.hold,
+                        s.max_p99_ms,
+                    )?,
+                    None => scenario_search.unwrap_or(CapacitySearch {
+                        from: 250.0,
+                        to: 6000.0,
+                        step: 250.0,
+                        hold: Duration::from_secs(3),
+                        max_p99_ms: 100.0,
+                    }),
+                };
+                OverheadRate::ShareOfSaturation(share, search)
+            }
+        };
+        Ok(OverheadPlan {
+            arms,
+            repeats,
+            rate,
+            otlp_endpoint: o.otlp_endpoint.clone(),
+        })
+    }
+
+    /// `overhead.arms[i]`.
+    fn arm(&self, i: usize, a: &RawArm, has_endpoint: bool) -> Result<Arm, ScenarioError> {
+        let path = |f: &str| format!("overhead.arms[{i}].{f}");
+        let sampling = match a.sampler {
+            Sampling::Ratio(r) => Sampling::Ratio(self.share(&path("sampler.ratio"), r)?),
+            other => other,
+        };
+        if a.exporter == ArmExporter::External && !has_endpoint {
+            return Err(self.err(
+                &path("exporter"),
+                "external needs overhead.otlp_endpoint (a Collector or Tempo)",
+            ));
+        }
+        let synthetic_span_cost =
+            self.micros(&path("synthetic_span_cost_us"), a.synthetic_span_cost_us)?;
+        let name = match &a.name {
+            Some(n) if n.trim().is_empty() => {
+                return Err(self.err(&path("name"), "expected a non-empty name"));
+            }
+            Some(n) => n.clone(),
+            None => arm_name(sampling, a.exporter, synthetic_span_cost),
+        };
+        Ok(Arm {
+            name,
+            sampling,
+            exporter: a.exporter,
+            synthetic_span_cost,
         })
     }
 

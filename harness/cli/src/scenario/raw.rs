@@ -45,6 +45,82 @@ pub struct RawScenario {
     /// Injected propagation faults.
     #[serde(default)]
     pub faults: RawFaultsSection,
+    /// What `tracebench overhead` measures; `run` ignores it.
+    #[serde(default)]
+    pub overhead: RawOverhead,
+}
+
+/// Where an overhead arm's spans go.
+#[derive(Clone, Copy, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ArmExporter {
+    /// The SDK and its batch processor, exporting nothing.
+    Discard,
+    /// OTLP/gRPC into the embedded sink, run as a process of its own.
+    #[default]
+    Otlp,
+    /// OTLP/gRPC to `overhead.otlp_endpoint` (a Collector, Tempo).
+    External,
+}
+
+/// One arm of the overhead ladder.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawArm {
+    /// Name in the results; default from the sampler and exporter (`always_on+otlp`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `off` (no SDK), `always_off`, `{ratio: 0.1}` or `always_on`.
+    pub sampler: Sampling,
+    /// `discard`, `otlp` (default) or `external`; ignored with `off`.
+    #[serde(default)]
+    pub exporter: ArmExporter,
+    /// CPU microseconds burnt for every sampled span as it ends (the bench's self-test).
+    #[serde(default)]
+    pub synthetic_span_cost_us: f64,
+}
+
+/// `load.arrival.search` and `overhead.search`: rate after rate until one does not hold.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSearch {
+    /// First rate (requests/s).
+    pub from: f64,
+    /// Last rate tried (requests/s).
+    pub to: f64,
+    /// Increment between steps (requests/s).
+    pub step: f64,
+    /// How long each rate is held (`10s`).
+    pub hold: String,
+    /// The end-to-end p99 (corrected, ms) a step must stay under.
+    pub max_p99_ms: f64,
+}
+
+/// `overhead:`: the ladder `tracebench overhead` runs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOverhead {
+    /// The arms, in any order (they run interleaved); default: `off`, then `always_off`,
+    /// `ratio 0.01`, `ratio 0.1` and `always_on` with each of `discard` and `otlp` (and
+    /// `external` when `otlp_endpoint` is given).
+    #[serde(default)]
+    pub arms: Option<Vec<RawArm>>,
+    /// Measured runs of each arm (default 5, at least 2).
+    #[serde(default)]
+    pub repeats: Option<u32>,
+    /// The offered rate (requests/s); default `rate_share` of the `off` arm's saturation.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// Share of the `off` saturation offered when no `rate` is given (default 0.6).
+    #[serde(default)]
+    pub rate_share: Option<f64>,
+    /// The search that finds the `off` saturation; default the scenario's own
+    /// `load.arrival.search`, else from 250 to 6000 by 250, 3 s holds, p99 under 100 ms.
+    #[serde(default)]
+    pub search: Option<RawSearch>,
+    /// OTLP/gRPC endpoint of an external backend (Collector, Tempo) for `external` arms.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Which hop a propagation fault hits.
@@ -384,6 +460,10 @@ pub struct RawTracing {
     /// `child` (default) or `link`.
     #[serde(default)]
     pub consumer_relation: ConsumerRelation,
+    /// CPU microseconds burnt for every sampled span as it ends: a known cost for the
+    /// overhead bench's self-test. Default 0.
+    #[serde(default)]
+    pub synthetic_span_cost_us: f64,
 }
 
 /// Where a piece of infrastructure comes from.

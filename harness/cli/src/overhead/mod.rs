@@ -1,0 +1,787 @@
+//! `tracebench overhead`: what tracing costs the system under test. Every arm of the ladder
+//! (a sampler and an exporter) runs the pipeline as child processes at one offered rate, a
+//! number of times, interleaved in an order the seed shuffles; each repeat measures the CPU
+//! time every service process spent on its scans, apart from the load generator (this process)
+//! and the trace sink (a process of its own). The statistics say how far each arm is from
+//! `off` (no SDK at all) and whether the bench can tell it from its own noise.
+//!
+//! | file       | what                                                                  |
+//! |------------|-----------------------------------------------------------------------|
+//! | [`schema`] | `overhead.json`                                                       |
+//! | [`stats`]  | medians, IQRs, the bootstrap interval                                 |
+//! | this       | arm scenario files, the sink process, the rate, the repeats, the sums |
+
+pub mod schema;
+pub mod stats;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, SystemTime};
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde_norway::{Mapping, Value};
+use tb_load::Arrival;
+use tb_telemetry::Sampling;
+use tb_traces::sink::StoreStats;
+use tokio::process::{Child, Command};
+
+use crate::infra::Provisioned;
+use crate::run::{Measured, RunError, RunOptions, Services, SpanSource};
+use crate::scenario::{Arm, ArmExporter, OverheadRate, Scenario};
+use schema::{
+    ArmResult, Diff, Machine, OVERHEAD_SCHEMA_VERSION, OverheadResult, PerHop, RepeatResult,
+    SelfTest, TOTAL,
+};
+use stats::{Spread, diff_ci95, median};
+
+/// scan-api's service name (`tb_scan_api::SERVICE`, which this crate does not depend on).
+const SCAN_API: &str = "scan-api";
+
+/// How `tracebench overhead` runs (as opposed to what the scenario runs).
+#[derive(Clone, Debug)]
+pub struct OverheadOptions {
+    /// The scenario file (arm files are derived from it).
+    pub file: PathBuf,
+    /// Where `overhead.json`, the arm files and every repeat's logs go.
+    pub out: PathBuf,
+    /// The `tracebench` executable, for the service and sink processes.
+    pub exe: PathBuf,
+    /// No progress output.
+    pub quiet: bool,
+}
+
+/// Why the overhead run could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum OverheadError {
+    /// A file could not be read or written.
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    /// The scenario file is not a YAML mapping to derive arm files from.
+    #[error("{0}: {1}")]
+    Yaml(PathBuf, String),
+    /// A run failed.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// The sink process did not start or answer.
+    #[error("the trace sink process: {0}")]
+    Sink(String),
+    /// The `off` arm held at no rate of the search.
+    #[error(
+        "the off arm held at no rate of the search (from {0}/s): lower overhead.search.from or give overhead.rate"
+    )]
+    NoSaturation(f64),
+}
+
+/// Runs the ladder of `scenario.overhead` and writes `overhead.json` into `options.out`.
+///
+/// # Errors
+///
+/// Fails when a file cannot be written, the sink or the services do not start, or the `off`
+/// saturation cannot be found.
+pub async fn run(
+    scenario: &Scenario,
+    infra: &Provisioned,
+    options: &OverheadOptions,
+) -> Result<OverheadResult, OverheadError> {
+    let plan = &scenario.overhead;
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |e| OverheadError::Io(path, e)
+    };
+    std::fs::create_dir_all(&options.out).map_err(io(&options.out))?;
+    let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let text = std::fs::read_to_string(&options.file).map_err(io(&options.file))?;
+    let arm_dir = options.out.join("arms");
+    std::fs::create_dir_all(&arm_dir).map_err(io(&arm_dir))?;
+    let mut arm_files = Vec::new();
+    for (i, arm) in plan.arms.iter().enumerate() {
+        let path = arm_dir.join(format!("{i:02}-{}.yaml", slug(&arm.name)));
+        write_arm_file(&text, &options.file, arm, &path)?;
+        arm_files.push(path);
+    }
+    let sink = if plan
+        .arms
+        .iter()
+        .any(|a| a.exporter == ArmExporter::Otlp && a.sampling != Sampling::Off)
+    {
+        Some(SinkProcess::start(&options.exe, &options.out).await?)
+    } else {
+        None
+    };
+    let (rate, off_saturation) = match plan.rate {
+        OverheadRate::Fixed(r) => (r, None),
+        OverheadRate::ShareOfSaturation(share, search) => {
+            let off = Arm {
+                name: "off".to_owned(),
+                sampling: Sampling::Off,
+                exporter: ArmExporter::Discard,
+                synthetic_span_cost: Duration::ZERO,
+            };
+            let file = arm_dir.join("saturation-off.yaml");
+            write_arm_file(&text, &options.file, &off, &file)?;
+            let mut s = scenario.clone();
+            s.tracing.sampling = Sampling::Off;
+            s.warmup = Duration::ZERO;
+            let steps = search.rates().count() as u32;
+            // Each step is held, then drained; the budget only stops a runaway search.
+            s.duration = (search.hold + Duration::from_secs(5)) * steps.max(1) * 2;
+            s.search = Some(search);
+            let run_options = RunOptions {
+                out: Some(options.out.join("saturation")),
+                junit: None,
+                quiet: options.quiet,
+                services: Services::Process {
+                    exe: options.exe.clone(),
+                    scenario: file,
+                    otlp_endpoint: None,
+                },
+            };
+            let result = crate::run::run(&s, infra, None, SpanSource::None, &run_options).await?;
+            let max = result
+                .capacity
+                .and_then(|c| c.max_rate)
+                .ok_or(OverheadError::NoSaturation(search.from))?;
+            if !options.quiet {
+                eprintln!(
+                    "tracebench: overhead: off saturates at {max:.0} scans/s; offering {:.0} % of it",
+                    share * 100.0
+                );
+            }
+            (max * share, Some(max))
+        }
+    };
+    let order = shuffled_order(plan.arms.len(), plan.repeats, scenario.seed);
+    let mut repeats: Vec<Vec<RepeatResult>> = vec![Vec::new(); plan.arms.len()];
+    let mut names = Vec::new();
+    for (n, &(a, r)) in order.iter().enumerate() {
+        let arm = &plan.arms[a];
+        let label = format!("{}#{}", arm.name, r + 1);
+        let endpoint = match arm.exporter {
+            ArmExporter::Discard => None,
+            ArmExporter::Otlp => sink.as_ref().map(|s| s.grpc_endpoint.clone()),
+            ArmExporter::External => plan.otlp_endpoint.clone(),
+        };
+        let before = match &sink {
+            Some(s) => s.stats().await,
+            None => StoreStats::default(),
+        };
+        let measured = measure_arm(
+            scenario,
+            infra,
+            arm,
+            rate,
+            options,
+            &arm_files[a],
+            endpoint,
+            n,
+        )
+        .await?;
+        let after = match &sink {
+            Some(s) => s.stats().await,
+            None => StoreStats::default(),
+        };
+        let otlp_bytes = match arm.exporter {
+            ArmExporter::Otlp => after
+                .request_bytes_received
+                .saturating_sub(before.request_bytes_received),
+            ArmExporter::Discard | ArmExporter::External => 0,
+        };
+        let repeat = repeat_result(&measured, otlp_bytes);
+        if !options.quiet {
+            eprintln!(
+                "tracebench: overhead {}/{}: {label}: {:.1} CPU µs/scan, {:.0} scans/s, e2e p99 {:.1} ms, {} lost",
+                n + 1,
+                order.len(),
+                repeat.cpu_us_per_scan.get(TOTAL).copied().unwrap_or(0.0),
+                repeat.throughput_rps,
+                repeat.e2e_p99_ms,
+                repeat.lost,
+            );
+        }
+        repeats[a].push(repeat);
+        names.push(label);
+    }
+    if let Some(sink) = sink {
+        sink.stop().await;
+    }
+    let result = summarise(
+        scenario,
+        &plan.arms,
+        repeats,
+        Header {
+            started_at,
+            rate,
+            off_saturation,
+            order: names,
+        },
+    );
+    let path = options.out.join("overhead.json");
+    let json = serde_json::to_vec_pretty(&result).unwrap_or_default();
+    std::fs::write(&path, json).map_err(io(&path))?;
+    Ok(result)
+}
+
+/// One repeat of `arm` at `rate`.
+#[allow(clippy::too_many_arguments)]
+async fn measure_arm(
+    scenario: &Scenario,
+    infra: &Provisioned,
+    arm: &Arm,
+    rate: f64,
+    options: &OverheadOptions,
+    file: &Path,
+    endpoint: Option<String>,
+    n: usize,
+) -> Result<Measured, OverheadError> {
+    let mut s = scenario.clone();
+    s.search = None;
+    s.load.arrival = Arrival::Constant { rate };
+    s.seed = scenario.seed.wrapping_add(n as u64);
+    s.tracing.sampling = arm.sampling;
+    s.tracing.synthetic_span_cost = arm.synthetic_span_cost;
+    let run_options = RunOptions {
+        out: Some(
+            options
+                .out
+                .join("repeats")
+                .join(format!("{:03}-{}", n + 1, slug(&arm.name))),
+        ),
+        junit: None,
+        quiet: true,
+        services: Services::Process {
+            exe: options.exe.clone(),
+            scenario: file.to_owned(),
+            otlp_endpoint: endpoint,
+        },
+    };
+    Ok(crate::run::measure(&s, infra, &run_options).await?)
+}
+
+/// The order of the repeats: every `(arm, repeat)` pair, shuffled by `seed` (Fisher–Yates),
+/// so drift over the run (a warming machine, a neighbour) spreads over every arm alike.
+pub fn shuffled_order(arms: usize, repeats: u32, seed: u64) -> Vec<(usize, u32)> {
+    let mut order: Vec<(usize, u32)> = (0..repeats)
+        .flat_map(|r| (0..arms).map(move |a| (a, r)))
+        .collect();
+    let mut rng = StdRng::seed_from_u64(seed);
+    for i in (1..order.len()).rev() {
+        let j = rng.random_range(0..=i);
+        order.swap(i, j);
+    }
+    // Each arm's repeats keep their numbers in the order they run.
+    let mut next = vec![0u32; arms];
+    for (a, r) in &mut order {
+        *r = next[*a];
+        next[*a] += 1;
+    }
+    order
+}
+
+/// `name` as a file name: letters, digits, `.` and `-`; anything else becomes `_`.
+fn slug(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The scenario file as written, with `arm`'s tracing in place of its own: what the service
+/// processes of that arm read their knobs from.
+fn write_arm_file(text: &str, file: &Path, arm: &Arm, path: &Path) -> Result<(), OverheadError> {
+    let yaml = |e: String| OverheadError::Yaml(file.to_owned(), e);
+    let mut doc: Value = serde_norway::from_str(text).map_err(|e| yaml(e.to_string()))?;
+    let root = doc
+        .as_mapping_mut()
+        .ok_or_else(|| yaml("expected a mapping at the top".to_owned()))?;
+    if !root.get("tracing").is_some_and(Value::is_mapping) {
+        root.insert("tracing".into(), Value::Mapping(Mapping::new()));
+    }
+    let tracing = root
+        .get_mut("tracing")
+        .and_then(Value::as_mapping_mut)
+        .ok_or_else(|| yaml("tracing is not a mapping".to_owned()))?;
+    let sampler = match arm.sampling {
+        Sampling::Off => Value::from("off"),
+        Sampling::AlwaysOff => Value::from("always_off"),
+        Sampling::AlwaysOn => Value::from("always_on"),
+        Sampling::Ratio(r) => {
+            let mut m = Mapping::new();
+            m.insert("ratio".into(), Value::from(r));
+            Value::Mapping(m)
+        }
+    };
+    tracing.insert("sampler".into(), sampler);
+    // The children export to the endpoint on their command line unless told to discard.
+    let exporter = match arm.exporter {
+        ArmExporter::Discard => "discard",
+        ArmExporter::Otlp | ArmExporter::External => "embedded",
+    };
+    tracing.insert("exporter".into(), Value::from(exporter));
+    tracing.insert(
+        "synthetic_span_cost_us".into(),
+        Value::from(arm.synthetic_span_cost.as_secs_f64() * 1e6),
+    );
+    let body = serde_norway::to_string(&doc).map_err(|e| yaml(e.to_string()))?;
+    let header = format!(
+        "# Arm {:?} of {}, written by tracebench overhead: the scenario with this arm's tracing.\n",
+        arm.name,
+        file.display()
+    );
+    std::fs::write(path, header + &body).map_err(|e| OverheadError::Io(path.to_owned(), e))?;
+    // The same validation the children will apply, so a bad derivation fails here, once.
+    Scenario::load(path).map_err(|e| yaml(e.to_string()))?;
+    Ok(())
+}
+
+/// A repeat's figures from what [`crate::run::measure`] measured.
+fn repeat_result(m: &Measured, otlp_bytes: u64) -> RepeatResult {
+    let scans = m.load.followed.accepted.max(1) as f64;
+    let mut cpu: BTreeMap<String, f64> = m
+        .cpu
+        .iter()
+        .map(|(name, ns, _)| (name.clone(), *ns as f64 / 1e3 / scans))
+        .collect();
+    let total = cpu.values().sum();
+    cpu.insert(TOTAL.to_owned(), total);
+    RepeatResult {
+        cpu_us_per_scan: cpu,
+        peak_rss_kb: m
+            .cpu
+            .iter()
+            .map(|(name, _, rss)| (name.clone(), *rss))
+            .collect(),
+        scans: m.load.followed.accepted,
+        lost: m.load.followed.lost,
+        e2e_p50_ms: m.load.end_to_end.corrected.p50,
+        e2e_p99_ms: m.load.end_to_end.corrected.p99,
+        throughput_rps: m.load.throughput_rps,
+        spans_ended: m.spans.ended,
+        spans_exported: m.spans.exported,
+        spans_dropped: m.spans.dropped,
+        scans_total: m.scans_total,
+        otlp_bytes,
+    }
+}
+
+/// What the result says besides the arms.
+struct Header {
+    started_at: String,
+    rate: f64,
+    off_saturation: Option<f64>,
+    order: Vec<String>,
+}
+
+/// The statistics of every arm, the per-hop figures and the self-tests.
+fn summarise(
+    scenario: &Scenario,
+    arms: &[Arm],
+    repeats: Vec<Vec<RepeatResult>>,
+    header: Header,
+) -> OverheadResult {
+    let totals = |rs: &[RepeatResult], key: &str| -> Vec<f64> {
+        rs.iter()
+            .filter_map(|r| r.cpu_us_per_scan.get(key).copied())
+            .collect()
+    };
+    let off = arms.iter().position(|a| a.sampling == Sampling::Off);
+    let off_repeats = off.map(|i| repeats[i].clone());
+    let mut results = Vec::new();
+    for (i, (arm, rs)) in arms.iter().zip(repeats).enumerate() {
+        let services: Vec<String> = rs
+            .iter()
+            .flat_map(|r| r.cpu_us_per_scan.keys().cloned())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let cpu_us_per_scan: BTreeMap<String, Spread> = services
+            .iter()
+            .map(|s| (s.clone(), Spread::of(&totals(&rs, s))))
+            .collect();
+        let spans_per_scan = median(
+            &rs.iter()
+                .map(|r| r.spans_ended as f64 / r.scans_total.max(1) as f64)
+                .collect::<Vec<_>>(),
+        );
+        let (vs_off, vs_off_by_service) = match (&off_repeats, Some(i) == off) {
+            (Some(base), false) => {
+                let own = totals(&rs, TOTAL);
+                let theirs = totals(base, TOTAL);
+                let diff = median(&own) - median(&theirs);
+                let (lo, hi) = diff_ci95(&own, &theirs, scenario.seed ^ (i as u64 + 1));
+                let base_median = median(&theirs);
+                let by_service = services
+                    .iter()
+                    .filter(|s| *s != TOTAL)
+                    .map(|s| {
+                        (
+                            s.clone(),
+                            median(&totals(&rs, s)) - median(&totals(base, s)),
+                        )
+                    })
+                    .collect();
+                (
+                    Some(Diff {
+                        diff,
+                        ci95: [lo, hi],
+                        diff_pct: if base_median > 0.0 {
+                            diff / base_median * 100.0
+                        } else {
+                            0.0
+                        },
+                        within_noise: lo <= 0.0 && 0.0 <= hi,
+                    }),
+                    by_service,
+                )
+            }
+            _ => (None, BTreeMap::new()),
+        };
+        let pick = |f: fn(&RepeatResult) -> f64| Spread::of(&rs.iter().map(f).collect::<Vec<_>>());
+        results.push(ArmResult {
+            name: arm.name.clone(),
+            sampler: sampler_name(arm.sampling),
+            exporter: if arm.sampling == Sampling::Off {
+                "none".to_owned()
+            } else {
+                exporter_name(arm.exporter).to_owned()
+            },
+            synthetic_span_cost_us: arm.synthetic_span_cost.as_secs_f64() * 1e6,
+            cpu_us_per_scan,
+            added_us_per_span: vs_off
+                .as_ref()
+                .filter(|_| spans_per_scan > 0.0)
+                .map(|d| d.diff / spans_per_scan),
+            vs_off,
+            vs_off_by_service,
+            spans_per_scan,
+            e2e_p50_ms: pick(|r| r.e2e_p50_ms),
+            e2e_p99_ms: pick(|r| r.e2e_p99_ms),
+            throughput_rps: pick(|r| r.throughput_rps),
+            otlp_bytes_per_scan: pick(|r| r.otlp_bytes as f64 / r.scans_total.max(1) as f64),
+            repeats: rs,
+        });
+    }
+    OverheadResult {
+        overhead_schema_version: OVERHEAD_SCHEMA_VERSION,
+        scenario: scenario.name.clone(),
+        seed: scenario.seed,
+        started_at: header.started_at,
+        machine: machine(),
+        rate_rps: header.rate,
+        off_saturation_rps: header.off_saturation,
+        warmup_s: scenario.warmup.as_secs_f64(),
+        duration_s: scenario.duration.as_secs_f64(),
+        ci_method: stats::METHOD.to_owned(),
+        order: header.order,
+        per_hop_us: per_hop(arms, &results),
+        self_test: self_tests(arms, &results),
+        arms: results,
+    }
+}
+
+fn sampler_name(s: Sampling) -> String {
+    match s {
+        Sampling::Off => "off".to_owned(),
+        Sampling::AlwaysOff => "always_off".to_owned(),
+        Sampling::Ratio(r) => format!("ratio {r}"),
+        Sampling::AlwaysOn => "always_on".to_owned(),
+    }
+}
+
+fn exporter_name(e: ArmExporter) -> &'static str {
+    match e {
+        ArmExporter::Discard => "discard",
+        ArmExporter::Otlp => "otlp",
+        ArmExporter::External => "external",
+    }
+}
+
+/// See [`PerHop`]: from the first `always_on` arm without a synthetic cost, `otlp` preferred.
+fn per_hop(arms: &[Arm], results: &[ArmResult]) -> Option<PerHop> {
+    let candidates = || {
+        arms.iter().zip(results).filter(|(a, r)| {
+            a.sampling == Sampling::AlwaysOn
+                && a.synthetic_span_cost.is_zero()
+                && r.vs_off.is_some()
+        })
+    };
+    let (_, r) = candidates()
+        .find(|(a, _)| a.exporter == ArmExporter::Otlp)
+        .or_else(|| candidates().next())?;
+    let d = |s: &str| r.vs_off_by_service.get(s).copied().unwrap_or(0.0);
+    let http = (d(tb_mocks::vision::SERVICE) + d(tb_mocks::llm::SERVICE)) / 2.0;
+    Some(PerHop {
+        arm: r.name.clone(),
+        http,
+        amqp: d(SCAN_API) - http,
+        kafka: d(tb_consumers::MY),
+    })
+}
+
+/// Every arm with a synthetic cost against the arm alike in all but that.
+fn self_tests(arms: &[Arm], results: &[ArmResult]) -> Vec<SelfTest> {
+    let median_total = |r: &ArmResult| r.cpu_us_per_scan.get(TOTAL).map_or(0.0, |s| s.median);
+    arms.iter()
+        .zip(results)
+        .filter(|(a, _)| !a.synthetic_span_cost.is_zero())
+        .filter_map(|(a, r)| {
+            let (_, twin) = arms.iter().zip(results).find(|(b, _)| {
+                b.synthetic_span_cost.is_zero()
+                    && b.sampling == a.sampling
+                    && b.exporter == a.exporter
+            })?;
+            let expected = a.synthetic_span_cost.as_secs_f64() * 1e6;
+            let recovered =
+                (median_total(r) - median_total(twin)) / r.spans_per_scan.max(f64::MIN_POSITIVE);
+            let error_pct = (recovered / expected - 1.0) * 100.0;
+            Some(SelfTest {
+                arm: r.name.clone(),
+                baseline: twin.name.clone(),
+                expected_us: expected,
+                recovered_us: recovered,
+                error_pct,
+                passed: error_pct.abs() <= 10.0,
+            })
+        })
+        .collect()
+}
+
+/// This machine, as the result records it.
+fn machine() -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    Machine {
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cpu_model: cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_owned())
+            .unwrap_or_default(),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default(),
+        tracebench: env!("CARGO_PKG_VERSION").to_owned(),
+    }
+}
+
+/// `tracebench sink` as a process of its own: the spans' receiver, whose CPU is not the system
+/// under test's.
+struct SinkProcess {
+    child: Child,
+    grpc_endpoint: String,
+    stats_url: String,
+    http: reqwest::Client,
+}
+
+impl SinkProcess {
+    async fn start(exe: &Path, out: &Path) -> Result<Self, OverheadError> {
+        let sink_err = |e: &dyn std::fmt::Display| OverheadError::Sink(e.to_string());
+        let port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| sink_err(&e))
+        };
+        let (grpc, http) = (port()?, port()?);
+        let log_path = out.join("sink.log");
+        let log = std::fs::File::create(&log_path).map_err(|e| OverheadError::Io(log_path, e))?;
+        let err_log = log.try_clone().map_err(|e| sink_err(&e))?;
+        let child = Command::new(exe)
+            .args(["sink", "--grpc-addr", &grpc.to_string()])
+            .args(["--http-addr", &http.to_string(), "--max-bytes", "512MiB"])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err_log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| sink_err(&e))?;
+        let sink = Self {
+            child,
+            grpc_endpoint: format!("http://{grpc}"),
+            stats_url: format!("http://{http}/api/sink/stats"),
+            http: reqwest::Client::new(),
+        };
+        let ready = format!("http://{http}/ready");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if sink
+                .http
+                .get(&ready)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Ok(sink);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(OverheadError::Sink(format!(
+                    "not ready on {http} within 30 s (see {})",
+                    out.join("sink.log").display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The sink's counters; zeros when it does not answer (the bytes are then unknown).
+    async fn stats(&self) -> StoreStats {
+        match self.http.get(&self.stats_url).send().await {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => StoreStats::default(),
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+/// Whether `exporter` in a scenario is what an arm of `exporter` writes: kept in step with
+/// [`write_arm_file`].
+#[cfg(test)]
+fn written_as(exporter: ArmExporter) -> crate::scenario::RawExporter {
+    use crate::scenario::RawExporter;
+    match exporter {
+        ArmExporter::Discard => RawExporter::Discard,
+        ArmExporter::Otlp | ArmExporter::External => RawExporter::Embedded,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_repeat_runs_once_in_a_seeded_shuffle() {
+        let order = shuffled_order(3, 4, 9);
+        assert_eq!(order.len(), 12);
+        for a in 0..3 {
+            let rs: Vec<u32> = order.iter().filter(|(x, _)| *x == a).map(|p| p.1).collect();
+            assert_eq!(rs, [0, 1, 2, 3], "numbered in running order");
+        }
+        assert_eq!(order, shuffled_order(3, 4, 9));
+        assert_ne!(order, shuffled_order(3, 4, 10));
+        let blocked: Vec<(usize, u32)> = (0..4).flat_map(|r| (0..3).map(move |a| (a, r))).collect();
+        assert_ne!(order, blocked, "interleaved, not arm after arm in rounds");
+    }
+
+    #[test]
+    fn an_arm_file_is_the_scenario_with_the_arms_tracing() {
+        let dir = std::env::temp_dir().join(format!("tb-arm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let text = "name: t\nduration: 1s\nload: {arrival: constant, rate: 10}\ntracing: {sampler: always_on, batch: {max_queue_size: 4096}}\n";
+        for (sampling, exporter, us) in [
+            (Sampling::Ratio(0.01), ArmExporter::Discard, 0.0),
+            (Sampling::AlwaysOn, ArmExporter::Otlp, 50.0),
+            (Sampling::Off, ArmExporter::Discard, 0.0),
+        ] {
+            let arm = Arm {
+                name: "a".to_owned(),
+                sampling,
+                exporter,
+                synthetic_span_cost: Duration::from_secs_f64(us / 1e6),
+            };
+            let path = dir.join("a.yaml");
+            write_arm_file(text, Path::new("t.yaml"), &arm, &path).expect("written");
+            let s = Scenario::load(&path).expect("loads");
+            assert_eq!(s.tracing.sampling, sampling);
+            assert_eq!(s.tracing.exporter, written_as(exporter));
+            assert_eq!(s.tracing.synthetic_span_cost, arm.synthetic_span_cost);
+            assert_eq!(s.tracing.batch.max_queue_size, 4096, "the rest is kept");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn scan_api_is_a_service_of_the_pipeline() {
+        assert!(tb_pipeline::SERVICES.contains(&SCAN_API));
+    }
+
+    fn repeat(total: f64, vision: f64, spans: u64) -> RepeatResult {
+        RepeatResult {
+            cpu_us_per_scan: BTreeMap::from([
+                (TOTAL.to_owned(), total),
+                (tb_mocks::vision::SERVICE.to_owned(), vision),
+            ]),
+            spans_ended: spans,
+            scans_total: 10,
+            ..RepeatResult::default()
+        }
+    }
+
+    #[test]
+    fn arms_are_compared_with_off_and_a_synthetic_cost_is_found_again() {
+        let scenario = Scenario::parse(
+            Path::new("s.yaml"),
+            "name: s\nduration: 1s\nload: {arrival: constant, rate: 10}\n",
+        )
+        .expect("scenario");
+        let arm = |sampling, us: f64| Arm {
+            name: crate::scenario::arm_name(
+                sampling,
+                ArmExporter::Discard,
+                Duration::from_secs_f64(us / 1e6),
+            ),
+            sampling,
+            exporter: ArmExporter::Discard,
+            synthetic_span_cost: Duration::from_secs_f64(us / 1e6),
+        };
+        let arms = [
+            arm(Sampling::Off, 0.0),
+            arm(Sampling::AlwaysOn, 0.0),
+            arm(Sampling::AlwaysOn, 10.0),
+        ];
+        // 20 spans a scan; the synthetic arm costs 200 µs a scan more than its twin.
+        let repeats = vec![
+            vec![
+                repeat(500.0, 40.0, 0),
+                repeat(502.0, 41.0, 0),
+                repeat(498.0, 39.0, 0),
+            ],
+            vec![
+                repeat(560.0, 45.0, 200),
+                repeat(562.0, 46.0, 200),
+                repeat(558.0, 44.0, 200),
+            ],
+            vec![
+                repeat(760.0, 55.0, 200),
+                repeat(761.0, 56.0, 200),
+                repeat(759.0, 54.0, 200),
+            ],
+        ];
+        let r = summarise(
+            &scenario,
+            &arms,
+            repeats,
+            Header {
+                started_at: String::new(),
+                rate: 10.0,
+                off_saturation: None,
+                order: Vec::new(),
+            },
+        );
+        assert!(r.arms[0].vs_off.is_none());
+        let on = r.arms[1].vs_off.as_ref().expect("vs off");
+        assert_eq!(on.diff, 60.0);
+        assert!(!on.within_noise);
+        assert!((on.diff_pct - 12.0).abs() < 1e-9);
+        assert_eq!(r.arms[1].added_us_per_span, Some(3.0));
+        assert_eq!(r.arms[1].vs_off_by_service[tb_mocks::vision::SERVICE], 5.0);
+        assert_eq!(r.self_test.len(), 1);
+        let t = &r.self_test[0];
+        assert_eq!(
+            (t.arm.as_str(), t.baseline.as_str()),
+            ("always_on+discard+10us", "always_on+discard")
+        );
+        assert!((t.recovered_us - 10.0).abs() < 1e-9 && t.passed);
+        assert_eq!(
+            r.per_hop_us.as_ref().map(|p| p.arm.as_str()),
+            Some("always_on+discard")
+        );
+    }
+}

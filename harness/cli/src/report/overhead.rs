@@ -1,0 +1,239 @@
+//! The overhead ladder as people read it: a terminal table, and a page with two bar charts
+//! (each arm's CPU per scan with its interquartile range; each arm's difference to `off` with
+//! its 95 % confidence interval).
+
+use std::fmt::Write as _;
+
+use plotters::prelude::*;
+
+use super::html::{DrawError, draw_err};
+use super::xml_escape;
+use crate::overhead::schema::{OverheadResult, TOTAL};
+
+/// The terminal table of `result`.
+pub fn overhead_summary(result: &OverheadResult) -> String {
+    let mut out = String::new();
+    // `writeln!` to a `String` cannot fail; the results are ignored for that reason.
+    let _ = writeln!(
+        out,
+        "overhead: {} at {:.0} scans/s{}, {} arms × {} repeats of {:.0} s (warm-up {:.0} s), interleaved (seed {})",
+        result.scenario,
+        result.rate_rps,
+        result
+            .off_saturation_rps
+            .map(|s| format!(
+                " ({:.0} % of off's saturation, {s:.0}/s)",
+                result.rate_rps / s * 100.0
+            ))
+            .unwrap_or_default(),
+        result.arms.len(),
+        result.arms.first().map_or(0, |a| a.repeats.len()),
+        result.duration_s,
+        result.warmup_s,
+        result.seed,
+    );
+    let _ = writeln!(
+        out,
+        "{:<28} {:>18} {:>32} {:>9} {:>11} {:>9} {:>8}",
+        "arm",
+        "CPU µs/scan ± IQR",
+        "vs off (95 % CI)",
+        "µs/span",
+        "e2e p99 ms",
+        "scans/s",
+        "dropped"
+    );
+    for arm in &result.arms {
+        let total = arm.cpu_us_per_scan.get(TOTAL).copied().unwrap_or_default();
+        let vs_off = arm.vs_off.as_ref().map_or_else(
+            || "—".to_owned(),
+            |d| {
+                format!(
+                    "{:+.1} [{:+.1}, {:+.1}] {:+.1} %{}",
+                    d.diff,
+                    d.ci95[0],
+                    d.ci95[1],
+                    d.diff_pct,
+                    if d.within_noise { " ~" } else { "" }
+                )
+            },
+        );
+        let dropped: u64 = arm.repeats.iter().map(|r| r.spans_dropped).sum();
+        let _ = writeln!(
+            out,
+            "{:<28} {:>18} {:>32} {:>9} {:>11.1} {:>9.0} {:>8}",
+            arm.name,
+            format!("{:.1} ± {:.1}", total.median, total.iqr),
+            vs_off,
+            arm.added_us_per_span
+                .map_or_else(|| "—".to_owned(), |u| format!("{u:.2}")),
+            arm.e2e_p99_ms.median,
+            arm.throughput_rps.median,
+            dropped,
+        );
+    }
+    let _ = writeln!(
+        out,
+        "(~: within noise, the interval holds 0; {})",
+        result.ci_method
+    );
+    if let Some(h) = &result.per_hop_us {
+        let _ = writeln!(
+            out,
+            "added CPU per traced hop, receiving side ({}): HTTP {:.1} µs, AMQP publish {:.1} µs, Kafka {:.1} µs",
+            h.arm, h.http, h.amqp, h.kafka
+        );
+    }
+    for t in &result.self_test {
+        let _ = writeln!(
+            out,
+            "self-test {}: {:.1} µs a span recovered of {:.1} µs ({:+.1} %, against {}): {}",
+            t.arm,
+            t.recovered_us,
+            t.expected_us,
+            t.error_pct,
+            t.baseline,
+            if t.passed {
+                "ok"
+            } else {
+                "OFF BY MORE THAN 10 %"
+            }
+        );
+    }
+    out
+}
+
+/// Bars with whiskers: one bar per arm at `value`, whiskers from `lo` to `hi`.
+fn bars_svg(
+    title: &str,
+    y_desc: &str,
+    rows: &[(String, f64, f64, f64)],
+) -> Result<String, DrawError> {
+    let mut svg = String::new();
+    {
+        let width = 160 + 110 * rows.len().max(1) as u32;
+        let root = SVGBackend::with_string(&mut svg, (width, 420)).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_err)?;
+        let lo = rows.iter().map(|r| r.1.min(r.2)).fold(0.0_f64, f64::min);
+        let hi = rows.iter().map(|r| r.1.max(r.3)).fold(0.0_f64, f64::max);
+        let pad = (hi - lo).max(1.0) * 0.1;
+        let n = rows.len().max(1);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(90)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..n as f64, (lo - pad)..(hi + pad))
+            .map_err(draw_err)?;
+        let labels: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n)
+            .x_label_formatter(&|x| {
+                let i = x.floor() as usize;
+                if (x - x.floor() - 0.5).abs() < 1e-9 {
+                    labels.get(i).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc(y_desc)
+            .draw()
+            .map_err(draw_err)?;
+        for (i, (_, value, whisker_lo, whisker_hi)) in rows.iter().enumerate() {
+            let x = i as f64;
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(x + 0.15, 0.0), (x + 0.85, *value)],
+                    RGBColor(31, 119, 180).mix(0.75).filled(),
+                )))
+                .map_err(draw_err)?;
+            let mid = x + 0.5;
+            let black = BLACK.stroke_width(2);
+            chart
+                .draw_series([
+                    PathElement::new(vec![(mid, *whisker_lo), (mid, *whisker_hi)], black),
+                    PathElement::new(
+                        vec![(mid - 0.1, *whisker_lo), (mid + 0.1, *whisker_lo)],
+                        black,
+                    ),
+                    PathElement::new(
+                        vec![(mid - 0.1, *whisker_hi), (mid + 0.1, *whisker_hi)],
+                        black,
+                    ),
+                ])
+                .map_err(draw_err)?;
+        }
+        root.present().map_err(draw_err)?;
+    }
+    Ok(svg)
+}
+
+/// The self-contained HTML page of `result`.
+///
+/// # Errors
+///
+/// Fails when a chart cannot be drawn.
+pub fn overhead_html(result: &OverheadResult) -> Result<String, DrawError> {
+    let cpu: Vec<(String, f64, f64, f64)> = result
+        .arms
+        .iter()
+        .map(|a| {
+            let values: Vec<f64> = a
+                .repeats
+                .iter()
+                .filter_map(|r| r.cpu_us_per_scan.get(TOTAL).copied())
+                .collect();
+            (
+                a.name.clone(),
+                crate::overhead::stats::median(&values),
+                crate::overhead::stats::quantile(&values, 0.25),
+                crate::overhead::stats::quantile(&values, 0.75),
+            )
+        })
+        .collect();
+    let diffs: Vec<(String, f64, f64, f64)> = result
+        .arms
+        .iter()
+        .map(|a| match &a.vs_off {
+            Some(d) => (a.name.clone(), d.diff, d.ci95[0], d.ci95[1]),
+            None => (a.name.clone(), 0.0, 0.0, 0.0),
+        })
+        .collect();
+    let mut page = String::new();
+    let _ = write!(
+        page,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>tracebench overhead: {name}</title>\
+         <style>body{{font-family:sans-serif;margin:2em}}pre{{background:#f6f6f6;padding:1em}}</style>\
+         </head><body><h1>What tracing costs: {name}</h1>",
+        name = xml_escape(&result.scenario)
+    );
+    let _ = write!(
+        page,
+        "<p>{} arms at {:.0} scans/s on {} ({} CPUs, kernel {}), tracebench {}, started {}.</p>",
+        result.arms.len(),
+        result.rate_rps,
+        xml_escape(&result.machine.cpu_model),
+        result.machine.cpus,
+        xml_escape(&result.machine.kernel),
+        xml_escape(&result.machine.tracebench),
+        xml_escape(&result.started_at),
+    );
+    page.push_str(&bars_svg(
+        "CPU per scan, all service processes (median, whiskers: interquartile range)",
+        "µs per scan",
+        &cpu,
+    )?);
+    page.push_str(&bars_svg(
+        "Difference to off (median, whiskers: 95 % confidence interval)",
+        "µs per scan",
+        &diffs,
+    )?);
+    let _ = write!(
+        page,
+        "<pre>{}</pre></body></html>",
+        xml_escape(&overhead_summary(result))
+    );
+    Ok(page)
+}
