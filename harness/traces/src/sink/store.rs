@@ -465,20 +465,39 @@ impl TraceStore {
     }
 
     /// Every span held, trace by trace in first-arrival order, as the model sees them: what a
-    /// verdict reads, under one lock instead of one per trace.
+    /// verdict reads, under one lock instead of one per trace. The spans are read on every
+    /// core (a verdict over 200 k spans spent 0.67 s here on one).
     pub fn all(&self) -> Vec<model::Span> {
         let inner = self.lock();
-        let mut out = Vec::with_capacity(usize::try_from(inner.stats.spans_stored).unwrap_or(0));
-        for (key, seq) in &inner.arrival {
-            if let Some(trace) = inner.traces.get(key).filter(|t| t.seq == *seq) {
-                out.extend(
-                    trace.spans().map(|(origin, span)| {
-                        wire::model_span(&span.bytes, &origin.resource.service)
-                    }),
-                );
-            }
+        let stored: Vec<(&Origin, &Stored)> = inner
+            .arrival
+            .iter()
+            .filter_map(|(key, seq)| inner.traces.get(key).filter(|t| t.seq == *seq))
+            .flat_map(Trace::spans)
+            .collect();
+        let read = |chunk: &[(&Origin, &Stored)]| -> Vec<model::Span> {
+            chunk
+                .iter()
+                .map(|(origin, span)| wire::model_span(&span.bytes, &origin.resource.service))
+                .collect()
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        if threads == 1 || stored.len() < 4096 {
+            return read(&stored);
         }
-        out
+        let chunk = stored.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = stored
+                .chunks(chunk)
+                .map(|c| scope.spawn(move || read(c)))
+                .collect();
+            let mut out = Vec::with_capacity(stored.len());
+            for part in parts {
+                // A reader that panicked would have panicked on one thread as well.
+                out.extend(part.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            }
+            out
+        })
     }
 
     /// The ids (lowercase hex) of the traces held, oldest first.
