@@ -1,29 +1,11 @@
 //! The `tracebench` binary as users call it: `check` and `run` with their exit codes, and the
 //! smoke scenario end to end (needs RabbitMQ at 127.0.0.1:5672 or `TB_AMQP_URL`).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-fn tracebench(args: &[&str]) -> Output {
-    tracebench_with(args, &[])
-}
+mod common;
 
-/// `tracebench args` from the repository's root, with `env` added to its environment.
-fn tracebench_with(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tracebench"))
-        .args(args)
-        .envs(env.iter().copied())
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
-        .output()
-        .expect("tracebench runs")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tracebench-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
+use common::{scratch, tracebench, tracebench_with};
 
 /// `tracebench run scenarios/<name>.yaml --out <dir> --quiet <extra>`: asserts the exit code
 /// and returns the parsed `result.json`.
@@ -466,91 +448,4 @@ fn spans_dropped_by_the_sdk_are_telemetry_loss_not_broken_propagation() {
         .filter_map(|v| v["name"].as_str())
         .collect();
     assert_eq!(failed, ["telemetry.spans_lost"]);
-}
-
-/// The overhead bench finds a known cost again (`scenarios/overhead-self-test.yaml`): an arm
-/// charged 250 µs of CPU per span against its twin without, five interleaved repeats each,
-/// every service its own process. The recovered cost must be within ±10 % (the bench's own
-/// self-test), and `overhead.json`, the table and the HTML page must say so. (The cost is
-/// large on purpose: a repeat's CPU per scan varies by a few percent from run to run, and the
-/// test runs in a debug build beside the other tests; 5 ms a scan stands well clear of that.)
-#[test]
-fn the_overhead_bench_recovers_a_synthetic_span_cost() {
-    let dir = scratch("overhead");
-    let file =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/overhead-self-test.yaml");
-    let out = tracebench(&[
-        "overhead",
-        file.to_str().expect("utf-8"),
-        "--out",
-        dir.to_str().expect("utf-8"),
-        "--quiet",
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("overhead.json")).expect("overhead.json"))
-            .expect("json");
-    let arms = result["arms"].as_array().expect("arms");
-    assert_eq!(arms.len(), 3);
-    for arm in arms {
-        assert_eq!(arm["repeats"].as_array().map(Vec::len), Some(5), "{arm}");
-        for repeat in arm["repeats"].as_array().expect("repeats") {
-            assert_eq!(repeat["lost"], 0, "{repeat}");
-            assert!(repeat["cpu_us_per_scan"]["total"].as_f64() > Some(0.0));
-            assert_eq!(
-                repeat["cpu_us_per_scan"].as_object().map(|m| m.len()),
-                Some(7),
-                "six services and the total: {repeat}"
-            );
-        }
-    }
-    // Tracing exported spans into the sink process; off exported none.
-    assert!(
-        arms[1]["repeats"][0]["otlp_bytes"].as_u64() > Some(0),
-        "{}",
-        arms[1]
-    );
-    assert_eq!(arms[0]["repeats"][0]["spans_ended"], 0);
-    assert!(
-        arms[1]["spans_per_scan"].as_f64() > Some(15.0),
-        "{}",
-        arms[1]
-    );
-    let test = &result["self_test"][0];
-    assert_eq!(test["expected_us"], 250.0);
-    let recovered = test["recovered_us"].as_f64().expect("recovered");
-    assert!((225.0..=275.0).contains(&recovered), "{test}");
-    assert_eq!(test["passed"], true);
-    assert!(
-        stdout.contains("self-test") && stdout.contains("ok"),
-        "{stdout}"
-    );
-    assert_eq!(result["order"].as_array().map(Vec::len), Some(15));
-
-    let html = dir.join("overhead.html");
-    let out = tracebench(&[
-        "report",
-        dir.join("overhead.json").to_str().expect("utf-8"),
-        "--html",
-        html.to_str().expect("utf-8"),
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let page = std::fs::read_to_string(&html).expect("overhead.html");
-    assert_eq!(page.matches("<svg").count(), 2);
-    assert!(page.contains("always_on+otlp+250us"));
-    // An overhead result holds against itself.
-    let json = dir.join("overhead.json");
-    let json = json.to_str().expect("utf-8");
-    assert_eq!(tracebench(&["compare", json, json]).status.code(), Some(0));
 }
