@@ -114,14 +114,13 @@ pub async fn run(
     if !options.quiet {
         announce(infra);
     }
-    // A queue of its own, so a run never takes tasks left by another (or leaves any behind).
-    let queue = format!("scan.tasks.run-{:016x}", rand::random::<u64>());
-    let wiring = Wiring::ephemeral(infra.amqp_url.clone(), infra.kafka.clone(), queue);
-    let (running, scan_api, processed) = start(scenario, &wiring, options).await?;
-    let trackers = Arc::new(CurrentTracker::default());
-    let feed = tokio::spawn(count_completions(processed, trackers.clone()));
-    let target = Arc::new(ScanTarget::new(scan_api, scenario.load.connections));
-    probe(&target, &trackers.get()).await;
+    let Session {
+        wiring,
+        running,
+        trackers,
+        feed,
+        target,
+    } = open(scenario, infra, options).await?;
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     // This process's span counts (and the sink's evictions) so far, its queue flushed.
     let counted = || {
@@ -228,13 +227,13 @@ pub async fn measure(
     infra: &Provisioned,
     options: &RunOptions,
 ) -> Result<Measured, RunError> {
-    let queue = format!("scan.tasks.run-{:016x}", rand::random::<u64>());
-    let wiring = Wiring::ephemeral(infra.amqp_url.clone(), infra.kafka.clone(), queue);
-    let (running, scan_api, processed) = start(scenario, &wiring, options).await?;
-    let trackers = Arc::new(CurrentTracker::default());
-    let feed = tokio::spawn(count_completions(processed, trackers.clone()));
-    let target = Arc::new(ScanTarget::new(scan_api, scenario.load.connections));
-    probe(&target, &trackers.get()).await;
+    let Session {
+        wiring,
+        running,
+        trackers,
+        feed,
+        target,
+    } = open(scenario, infra, options).await?;
     let plan = plan(scenario);
     if !scenario.warmup.is_zero() {
         let warmup = tb_load::Plan {
@@ -274,6 +273,38 @@ pub async fn measure(
         cpu,
         scans_total,
         spans,
+    })
+}
+
+/// The pipeline of one run, started, probed and ready for load.
+struct Session {
+    wiring: Wiring,
+    running: Running,
+    trackers: Arc<CurrentTracker>,
+    feed: tokio::task::JoinHandle<()>,
+    target: Arc<ScanTarget>,
+}
+
+/// Starts the scenario's services on a task queue of their own (so a run never takes tasks
+/// left by another, or leaves any behind), follows their completions, and sends the probe.
+async fn open(
+    scenario: &Scenario,
+    infra: &Provisioned,
+    options: &RunOptions,
+) -> Result<Session, RunError> {
+    let queue = format!("scan.tasks.run-{:016x}", rand::random::<u64>());
+    let wiring = Wiring::ephemeral(infra.amqp_url.clone(), infra.kafka.clone(), queue);
+    let (running, scan_api, processed) = start(scenario, &wiring, options).await?;
+    let trackers = Arc::new(CurrentTracker::default());
+    let feed = tokio::spawn(count_completions(processed, trackers.clone()));
+    let target = Arc::new(ScanTarget::new(scan_api, scenario.load.connections));
+    probe(&target, &trackers.get()).await;
+    Ok(Session {
+        wiring,
+        running,
+        trackers,
+        feed,
+        target,
     })
 }
 

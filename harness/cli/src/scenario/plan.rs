@@ -16,8 +16,8 @@ use tb_verify::Template;
 use super::error::ScenarioError;
 use super::raw::{
     ArmExporter, Hop, InfraMode, RawArm, RawArrival, RawExpect, RawExporter, RawFaults, RawInfra,
-    RawLatency, RawLoad, RawOverhead, RawScenario, RawServices, RawTraceShape, RawTracing,
-    RawWorker,
+    RawLatency, RawLoad, RawOverhead, RawScenario, RawSearch, RawServices, RawTraceShape,
+    RawTracing, RawWorker,
 };
 
 /// Expectations.
@@ -373,14 +373,8 @@ impl Check<'_> {
                 period,
                 duty,
             } => self.burst(*base, *peak, period, *duty)?,
-            RawArrival::Search {
-                from,
-                to,
-                step,
-                hold,
-                max_p99_ms,
-            } => {
-                let s = self.search("load.arrival.search", *from, *to, *step, hold, *max_p99_ms)?;
+            RawArrival::Search(s) => {
+                let s = self.search("load.arrival.search", s)?;
                 search = Some(s);
                 Arrival::Constant { rate: s.from }
             }
@@ -417,30 +411,22 @@ impl Check<'_> {
     }
 
     /// `load.arrival.search`.
-    fn search(
-        &self,
-        at: &str,
-        from: f64,
-        to: f64,
-        step: f64,
-        hold: &str,
-        max_p99_ms: f64,
-    ) -> Result<CapacitySearch, ScenarioError> {
+    fn search(&self, at: &str, raw: &RawSearch) -> Result<CapacitySearch, ScenarioError> {
         let path = |f: &str| format!("{at}.{f}");
-        let from = self.positive(&path("from"), from)?;
-        let to = self.positive(&path("to"), to)?;
+        let from = self.positive(&path("from"), raw.from)?;
+        let to = self.positive(&path("to"), raw.to)?;
         if to < from {
             return Err(self.err(
                 &path("to"),
                 format!("expected at least from ({from}), got {to}"),
             ));
         }
-        let step = self.positive(&path("step"), step)?;
-        let hold = self.duration(&path("hold"), hold)?;
+        let step = self.positive(&path("step"), raw.step)?;
+        let hold = self.duration(&path("hold"), &raw.hold)?;
         if hold.is_zero() {
             return Err(self.err(&path("hold"), "expected a duration > 0"));
         }
-        let max_p99_ms = self.positive(&path("max_p99_ms"), max_p99_ms)?;
+        let max_p99_ms = self.positive(&path("max_p99_ms"), raw.max_p99_ms)?;
         Ok(CapacitySearch {
             from,
             to,
@@ -639,14 +625,7 @@ impl Check<'_> {
                     return Err(self.err("overhead.rate_share", "expected a share above 0"));
                 }
                 let search = match search {
-                    Some(s) => self.search(
-                        "overhead.search",
-                        s.from,
-                        s.to,
-                        s.step,
-                        &s.hold,
-                        s.max_p99_ms,
-                    )?,
+                    Some(s) => self.search("overhead.search", s)?,
                     None => scenario_search.unwrap_or(CapacitySearch {
                         from: 250.0,
                         to: 6000.0,

@@ -202,18 +202,7 @@ pub enum RawArrival {
     /// each rate held for `hold`, until a step loses a scan, skips or fails a request, or its
     /// end-to-end p99 exceeds `max_p99_ms`. The highest rate that held is the capacity.
     /// `duration` caps the whole search.
-    Search {
-        /// First rate (requests/s).
-        from: f64,
-        /// Last rate tried (requests/s).
-        to: f64,
-        /// Increment between steps (requests/s).
-        step: f64,
-        /// How long each rate is held (`10s`).
-        hold: String,
-        /// The end-to-end p99 (corrected, ms) a step must stay under.
-        max_p99_ms: f64,
-    },
+    Search(RawSearch),
 }
 
 /// The offered load.
