@@ -154,24 +154,27 @@ pub fn compare(base: &Path, candidate: &Path, t: Thresholds) -> Result<Compariso
     }
 }
 
-fn at_most(name: &str, base: f64, candidate: f64, limit: f64) -> Check {
+/// The candidate must stay at most (`true`) or at least (`false`) at `limit`.
+fn bounded(name: &str, base: f64, candidate: f64, limit: f64, at_most: bool) -> Check {
     Check {
         name: name.to_owned(),
         base,
         candidate,
-        limit: format!("≤ {limit:.4}"),
-        held: candidate <= limit,
+        limit: format!("{} {limit:.4}", if at_most { "≤" } else { "≥" }),
+        held: if at_most {
+            candidate <= limit
+        } else {
+            candidate >= limit
+        },
     }
 }
 
+fn at_most(name: &str, base: f64, candidate: f64, limit: f64) -> Check {
+    bounded(name, base, candidate, limit, true)
+}
+
 fn at_least(name: &str, base: f64, candidate: f64, limit: f64) -> Check {
-    Check {
-        name: name.to_owned(),
-        base,
-        candidate,
-        limit: format!("≥ {limit:.4}"),
-        held: candidate >= limit,
-    }
+    bounded(name, base, candidate, limit, false)
 }
 
 /// Run results: propagation (complete ratio, broken edges, stray spans), telemetry loss, lost

@@ -5,7 +5,7 @@ use std::path::Path;
 
 mod common;
 
-use common::{scratch, tracebench, tracebench_with};
+use common::{report_html, scratch, tracebench, tracebench_with};
 
 /// `tracebench run scenarios/<name>.yaml --out <dir> --quiet <extra>`: asserts the exit code
 /// and returns the parsed `result.json`.
@@ -169,20 +169,7 @@ fn the_smoke_scenario_passes_and_writes_result_json() {
         .len();
     assert_eq!(junit.matches("<testcase ").count(), cases, "{junit}");
     assert!(!junit.contains("<failure"), "{junit}");
-    let html = dir.join("report.html");
-    let out = tracebench(&[
-        "report",
-        dir.join("result.json").to_str().expect("utf-8"),
-        "--html",
-        html.to_str().expect("utf-8"),
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let page = std::fs::read_to_string(&html).expect("report.html");
+    let page = report_html(&dir.join("result.json"), &dir.join("report.html"));
     assert!(page.contains("Median trace") && page.contains("Slowest trace"));
     assert!(
         page.matches("<svg").count() >= 4,

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{scratch, tracebench};
+use common::{report_html, scratch, tracebench};
 
 /// The overhead bench finds a known cost again (`scenarios/overhead-self-test.yaml`): an arm
 /// charged 250 µs of CPU per span against its twin without, five interleaved repeats each,
@@ -73,20 +73,7 @@ fn the_overhead_bench_recovers_a_synthetic_span_cost() {
     );
     assert_eq!(result["order"].as_array().map(Vec::len), Some(15));
 
-    let html = dir.join("overhead.html");
-    let out = tracebench(&[
-        "report",
-        dir.join("overhead.json").to_str().expect("utf-8"),
-        "--html",
-        html.to_str().expect("utf-8"),
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let page = std::fs::read_to_string(&html).expect("overhead.html");
+    let page = report_html(&dir.join("overhead.json"), &dir.join("overhead.html"));
     assert_eq!(page.matches("<svg").count(), 2);
     assert!(page.contains("always_on+otlp+250us"));
     // An overhead result holds against itself.

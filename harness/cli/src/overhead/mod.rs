@@ -29,7 +29,7 @@ use tokio::process::{Child, Command};
 
 use crate::infra::Provisioned;
 use crate::run::{Measured, RunError, RunOptions, Services, SpanSource};
-use crate::scenario::{Arm, ArmExporter, OverheadRate, Scenario};
+use crate::scenario::{Arm, ArmExporter, CapacitySearch, OverheadRate, Scenario};
 use schema::{
     ArmResult, Diff, Machine, OVERHEAD_SCHEMA_VERSION, OverheadResult, PerHop, RepeatResult,
     SelfTest, TOTAL,
@@ -74,7 +74,9 @@ pub enum OverheadError {
     NoSaturation(f64),
 }
 
-/// Runs the ladder of `scenario.overhead` and writes `overhead.json` into `options.out`.
+/// Runs the ladder of `scenario.overhead` and writes `overhead.json` into `options.out`:
+/// the arms' scenario files, the sink process when an arm exports to it, the offered rate,
+/// every repeat, the statistics.
 ///
 /// # Errors
 ///
@@ -86,26 +88,25 @@ pub async fn run(
     options: &OverheadOptions,
 ) -> Result<OverheadResult, OverheadError> {
     let plan = &scenario.overhead;
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |e| OverheadError::Io(path, e)
-    };
-    std::fs::create_dir_all(&options.out).map_err(io(&options.out))?;
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let text = std::fs::read_to_string(&options.file).map_err(io(&options.file))?;
-    let arm_dir = options.out.join("arms");
-    std::fs::create_dir_all(&arm_dir).map_err(io(&arm_dir))?;
-    let mut arm_files = Vec::new();
-    for (i, arm) in plan.arms.iter().enumerate() {
-        let path = arm_dir.join(format!("{i:02}-{}.yaml", slug(&arm.name)));
-        write_arm_file(&text, &options.file, arm, &path)?;
-        arm_files.push(path);
-    }
-    let sink = if plan
+    let arm_files = plan
         .arms
         .iter()
-        .any(|a| a.exporter == ArmExporter::Otlp && a.sampling != Sampling::Off)
-    {
+        .enumerate()
+        .map(|(i, arm)| {
+            let path = options
+                .out
+                .join("arms")
+                .join(format!("{i:02}-{}.yaml", slug(&arm.name)));
+            write_arm_file(&text, &options.file, arm, &path).map(|()| path)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let needs_sink = plan
+        .arms
+        .iter()
+        .any(|a| a.exporter == ArmExporter::Otlp && a.sampling != Sampling::Off);
+    let sink = if needs_sink {
         Some(SinkProcess::start(&options.exe, &options.out).await?)
     } else {
         None
@@ -113,36 +114,7 @@ pub async fn run(
     let (rate, off_saturation) = match plan.rate {
         OverheadRate::Fixed(r) => (r, None),
         OverheadRate::ShareOfSaturation(share, search) => {
-            let off = Arm {
-                name: "off".to_owned(),
-                sampling: Sampling::Off,
-                exporter: ArmExporter::Discard,
-                synthetic_span_cost: Duration::ZERO,
-            };
-            let file = arm_dir.join("saturation-off.yaml");
-            write_arm_file(&text, &options.file, &off, &file)?;
-            let mut s = scenario.clone();
-            s.tracing.sampling = Sampling::Off;
-            s.warmup = Duration::ZERO;
-            let steps = search.rates().count() as u32;
-            // Each step is held, then drained; the budget only stops a runaway search.
-            s.duration = (search.hold + Duration::from_secs(5)) * steps.max(1) * 2;
-            s.search = Some(search);
-            let run_options = RunOptions {
-                out: Some(options.out.join("saturation")),
-                junit: None,
-                quiet: options.quiet,
-                services: Services::Process {
-                    exe: options.exe.clone(),
-                    scenario: file,
-                    otlp_endpoint: None,
-                },
-            };
-            let result = crate::run::run(&s, infra, None, SpanSource::None, &run_options).await?;
-            let max = result
-                .capacity
-                .and_then(|c| c.max_rate)
-                .ok_or(OverheadError::NoSaturation(search.from))?;
+            let max = off_saturation(scenario, infra, options, &text, search).await?;
             if !options.quiet {
                 eprintln!(
                     "tracebench: overhead: off saturates at {max:.0} scans/s; offering {:.0} % of it",
@@ -152,111 +124,161 @@ pub async fn run(
             (max * share, Some(max))
         }
     };
-    let order = shuffled_order(plan.arms.len(), plan.repeats, scenario.seed);
-    let mut repeats: Vec<Vec<RepeatResult>> = vec![Vec::new(); plan.arms.len()];
-    let mut names = Vec::new();
-    for (n, &(a, r)) in order.iter().enumerate() {
-        let arm = &plan.arms[a];
-        let label = format!("{}#{}", arm.name, r + 1);
-        let endpoint = match arm.exporter {
-            ArmExporter::Discard => None,
-            ArmExporter::Otlp => sink.as_ref().map(|s| s.grpc_endpoint.clone()),
-            ArmExporter::External => plan.otlp_endpoint.clone(),
-        };
-        let before = match &sink {
-            Some(s) => s.stats().await,
-            None => StoreStats::default(),
-        };
-        let measured = measure_arm(
-            scenario,
-            infra,
-            arm,
-            rate,
-            options,
-            &arm_files[a],
-            endpoint,
-            n,
-        )
-        .await?;
-        let after = match &sink {
-            Some(s) => s.stats().await,
-            None => StoreStats::default(),
-        };
-        let otlp_bytes = match arm.exporter {
-            ArmExporter::Otlp => after
-                .request_bytes_received
-                .saturating_sub(before.request_bytes_received),
-            ArmExporter::Discard | ArmExporter::External => 0,
-        };
-        let repeat = repeat_result(&measured, otlp_bytes);
-        if !options.quiet {
-            eprintln!(
-                "tracebench: overhead {}/{}: {label}: {:.1} CPU µs/scan, {:.0} scans/s, e2e p99 {:.1} ms, {} lost",
-                n + 1,
-                order.len(),
-                repeat.cpu_us_per_scan.get(TOTAL).copied().unwrap_or(0.0),
-                repeat.throughput_rps,
-                repeat.e2e_p99_ms,
-                repeat.lost,
-            );
-        }
-        repeats[a].push(repeat);
-        names.push(label);
-    }
+    let ladder = Ladder {
+        scenario,
+        infra,
+        options,
+        arm_files,
+        sink: sink.as_ref(),
+        rate,
+    };
+    let (repeats, order) = ladder.run_repeats().await?;
     if let Some(sink) = sink {
         sink.stop().await;
     }
-    let result = summarise(
-        scenario,
-        &plan.arms,
-        repeats,
-        Header {
-            started_at,
-            rate,
-            off_saturation,
-            order: names,
-        },
-    );
+    let header = Header {
+        started_at,
+        rate,
+        off_saturation,
+        order,
+    };
+    let result = summarise(scenario, &plan.arms, repeats, header);
     let path = options.out.join("overhead.json");
     let json = serde_json::to_vec_pretty(&result).unwrap_or_default();
     std::fs::write(&path, json).map_err(io(&path))?;
     Ok(result)
 }
 
-/// One repeat of `arm` at `rate`.
-#[allow(clippy::too_many_arguments)]
-async fn measure_arm(
+/// An I/O error about `path`, for `map_err`.
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OverheadError {
+    let path = path.to_owned();
+    move |e| OverheadError::Io(path, e)
+}
+
+/// The `off` arm's saturation rate: the capacity search, with tracing off, every service its
+/// own process.
+async fn off_saturation(
     scenario: &Scenario,
     infra: &Provisioned,
-    arm: &Arm,
-    rate: f64,
     options: &OverheadOptions,
-    file: &Path,
-    endpoint: Option<String>,
-    n: usize,
-) -> Result<Measured, OverheadError> {
+    text: &str,
+    search: CapacitySearch,
+) -> Result<f64, OverheadError> {
+    let off = Arm {
+        name: "off".to_owned(),
+        sampling: Sampling::Off,
+        exporter: ArmExporter::Discard,
+        synthetic_span_cost: Duration::ZERO,
+    };
+    let file = options.out.join("arms").join("saturation-off.yaml");
+    write_arm_file(text, &options.file, &off, &file)?;
     let mut s = scenario.clone();
-    s.search = None;
-    s.load.arrival = Arrival::Constant { rate };
-    s.seed = scenario.seed.wrapping_add(n as u64);
-    s.tracing.sampling = arm.sampling;
-    s.tracing.synthetic_span_cost = arm.synthetic_span_cost;
+    s.tracing.sampling = Sampling::Off;
+    s.warmup = Duration::ZERO;
+    let steps = search.rates().count() as u32;
+    // Each step is held, then drained; the budget only stops a runaway search.
+    s.duration = (search.hold + Duration::from_secs(5)) * steps.max(1) * 2;
+    s.search = Some(search);
     let run_options = RunOptions {
-        out: Some(
-            options
-                .out
-                .join("repeats")
-                .join(format!("{:03}-{}", n + 1, slug(&arm.name))),
-        ),
+        out: Some(options.out.join("saturation")),
         junit: None,
-        quiet: true,
+        quiet: options.quiet,
         services: Services::Process {
             exe: options.exe.clone(),
-            scenario: file.to_owned(),
-            otlp_endpoint: endpoint,
+            scenario: file,
+            otlp_endpoint: None,
         },
     };
-    Ok(crate::run::measure(&s, infra, &run_options).await?)
+    let result = crate::run::run(&s, infra, None, SpanSource::None, &run_options).await?;
+    result
+        .capacity
+        .and_then(|c| c.max_rate)
+        .ok_or(OverheadError::NoSaturation(search.from))
+}
+
+/// What every repeat of the ladder shares.
+struct Ladder<'a> {
+    scenario: &'a Scenario,
+    infra: &'a Provisioned,
+    options: &'a OverheadOptions,
+    /// Each arm's scenario file, by arm index.
+    arm_files: Vec<PathBuf>,
+    sink: Option<&'a SinkProcess>,
+    /// The offered rate (scans/s).
+    rate: f64,
+}
+
+impl Ladder<'_> {
+    /// Every repeat in the shuffled order: each arm's repeats (by arm index), and the labels
+    /// (`arm#repeat`) in the order they ran.
+    async fn run_repeats(&self) -> Result<(Vec<Vec<RepeatResult>>, Vec<String>), OverheadError> {
+        let arms = &self.scenario.overhead.arms;
+        let order = shuffled_order(
+            arms.len(),
+            self.scenario.overhead.repeats,
+            self.scenario.seed,
+        );
+        let mut repeats: Vec<Vec<RepeatResult>> = vec![Vec::new(); arms.len()];
+        let mut labels = Vec::new();
+        for (n, &(a, r)) in order.iter().enumerate() {
+            let label = format!("{}#{}", arms[a].name, r + 1);
+            let repeat = self.repeat(a, n).await?;
+            if !self.options.quiet {
+                eprintln!(
+                    "tracebench: overhead {}/{}: {label}: {:.1} CPU µs/scan, {:.0} scans/s, e2e p99 {:.1} ms, {} lost",
+                    n + 1,
+                    order.len(),
+                    repeat.cpu_us_per_scan.get(TOTAL).copied().unwrap_or(0.0),
+                    repeat.throughput_rps,
+                    repeat.e2e_p99_ms,
+                    repeat.lost,
+                );
+            }
+            repeats[a].push(repeat);
+            labels.push(label);
+        }
+        Ok((repeats, labels))
+    }
+
+    /// Repeat number `n` (in running order) of arm `a`, with the OTLP bytes the sink took.
+    async fn repeat(&self, a: usize, n: usize) -> Result<RepeatResult, OverheadError> {
+        let arm = &self.scenario.overhead.arms[a];
+        let (endpoint, sink) = match arm.exporter {
+            ArmExporter::Discard => (None, None),
+            ArmExporter::Otlp => (self.sink.map(|s| s.grpc_endpoint.clone()), self.sink),
+            ArmExporter::External => (self.scenario.overhead.otlp_endpoint.clone(), None),
+        };
+        let received = || async {
+            match sink {
+                Some(s) => s.stats().await.request_bytes_received,
+                None => 0,
+            }
+        };
+        let before = received().await;
+        let mut s = self.scenario.clone();
+        s.search = None;
+        s.load.arrival = Arrival::Constant { rate: self.rate };
+        s.seed = self.scenario.seed.wrapping_add(n as u64);
+        s.tracing.sampling = arm.sampling;
+        s.tracing.synthetic_span_cost = arm.synthetic_span_cost;
+        let run_options = RunOptions {
+            out: Some(self.options.out.join("repeats").join(format!(
+                "{:03}-{}",
+                n + 1,
+                slug(&arm.name)
+            ))),
+            junit: None,
+            quiet: true,
+            services: Services::Process {
+                exe: self.options.exe.clone(),
+                scenario: self.arm_files[a].clone(),
+                otlp_endpoint: endpoint,
+            },
+        };
+        let measured = crate::run::measure(&s, self.infra, &run_options).await?;
+        let otlp_bytes = received().await.saturating_sub(before);
+        Ok(repeat_result(&measured, otlp_bytes))
+    }
 }
 
 /// The order of the repeats: every `(arm, repeat)` pair, shuffled by `seed` (Fisher–Yates),
@@ -329,12 +351,15 @@ fn write_arm_file(text: &str, file: &Path, arm: &Arm, path: &Path) -> Result<(),
         Value::from(arm.synthetic_span_cost.as_secs_f64() * 1e6),
     );
     let body = serde_norway::to_string(&doc).map_err(|e| yaml(e.to_string()))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
     let header = format!(
         "# Arm {:?} of {}, written by tracebench overhead: the scenario with this arm's tracing.\n",
         arm.name,
         file.display()
     );
-    std::fs::write(path, header + &body).map_err(|e| OverheadError::Io(path.to_owned(), e))?;
+    std::fs::write(path, header + &body).map_err(io(path))?;
     // The same validation the children will apply, so a bad derivation fails here, once.
     Scenario::load(path).map_err(|e| yaml(e.to_string()))?;
     Ok(())
@@ -385,88 +410,18 @@ fn summarise(
     repeats: Vec<Vec<RepeatResult>>,
     header: Header,
 ) -> OverheadResult {
-    let totals = |rs: &[RepeatResult], key: &str| -> Vec<f64> {
-        rs.iter()
-            .filter_map(|r| r.cpu_us_per_scan.get(key).copied())
-            .collect()
-    };
     let off = arms.iter().position(|a| a.sampling == Sampling::Off);
     let off_repeats = off.map(|i| repeats[i].clone());
-    let mut results = Vec::new();
-    for (i, (arm, rs)) in arms.iter().zip(repeats).enumerate() {
-        let services: Vec<String> = rs
-            .iter()
-            .flat_map(|r| r.cpu_us_per_scan.keys().cloned())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let cpu_us_per_scan: BTreeMap<String, Spread> = services
-            .iter()
-            .map(|s| (s.clone(), Spread::of(&totals(&rs, s))))
-            .collect();
-        let spans_per_scan = median(
-            &rs.iter()
-                .map(|r| r.spans_ended as f64 / r.scans_total.max(1) as f64)
-                .collect::<Vec<_>>(),
-        );
-        let (vs_off, vs_off_by_service) = match (&off_repeats, Some(i) == off) {
-            (Some(base), false) => {
-                let own = totals(&rs, TOTAL);
-                let theirs = totals(base, TOTAL);
-                let diff = median(&own) - median(&theirs);
-                let (lo, hi) = diff_ci95(&own, &theirs, scenario.seed ^ (i as u64 + 1));
-                let base_median = median(&theirs);
-                let by_service = services
-                    .iter()
-                    .filter(|s| *s != TOTAL)
-                    .map(|s| {
-                        (
-                            s.clone(),
-                            median(&totals(&rs, s)) - median(&totals(base, s)),
-                        )
-                    })
-                    .collect();
-                (
-                    Some(Diff {
-                        diff,
-                        ci95: [lo, hi],
-                        diff_pct: if base_median > 0.0 {
-                            diff / base_median * 100.0
-                        } else {
-                            0.0
-                        },
-                        within_noise: lo <= 0.0 && 0.0 <= hi,
-                    }),
-                    by_service,
-                )
-            }
-            _ => (None, BTreeMap::new()),
-        };
-        let pick = |f: fn(&RepeatResult) -> f64| Spread::of(&rs.iter().map(f).collect::<Vec<_>>());
-        results.push(ArmResult {
-            name: arm.name.clone(),
-            sampler: sampler_name(arm.sampling),
-            exporter: if arm.sampling == Sampling::Off {
-                "none".to_owned()
-            } else {
-                exporter_name(arm.exporter).to_owned()
-            },
-            synthetic_span_cost_us: arm.synthetic_span_cost.as_secs_f64() * 1e6,
-            cpu_us_per_scan,
-            added_us_per_span: vs_off
-                .as_ref()
-                .filter(|_| spans_per_scan > 0.0)
-                .map(|d| d.diff / spans_per_scan),
-            vs_off,
-            vs_off_by_service,
-            spans_per_scan,
-            e2e_p50_ms: pick(|r| r.e2e_p50_ms),
-            e2e_p99_ms: pick(|r| r.e2e_p99_ms),
-            throughput_rps: pick(|r| r.throughput_rps),
-            otlp_bytes_per_scan: pick(|r| r.otlp_bytes as f64 / r.scans_total.max(1) as f64),
-            repeats: rs,
-        });
-    }
+    let results: Vec<ArmResult> = arms
+        .iter()
+        .zip(repeats)
+        .enumerate()
+        .map(|(i, (arm, rs))| {
+            // The baseline itself is not compared with itself.
+            let base = off_repeats.as_deref().filter(|_| Some(i) != off);
+            arm_result(arm, rs, base, scenario.seed ^ (i as u64 + 1))
+        })
+        .collect();
     OverheadResult {
         overhead_schema_version: OVERHEAD_SCHEMA_VERSION,
         scenario: scenario.name.clone(),
@@ -485,20 +440,91 @@ fn summarise(
     }
 }
 
+/// One figure of every repeat: `key`'s CPU µs per scan (a service, or [`TOTAL`]).
+fn cpu_of(rs: &[RepeatResult], key: &str) -> Vec<f64> {
+    rs.iter()
+        .filter_map(|r| r.cpu_us_per_scan.get(key).copied())
+        .collect()
+}
+
+/// One arm's statistics; `base` is the `off` arm's repeats to compare with (none for `off`
+/// itself, or without an `off` arm), `seed` the bootstrap's.
+fn arm_result(
+    arm: &Arm,
+    rs: Vec<RepeatResult>,
+    base: Option<&[RepeatResult]>,
+    seed: u64,
+) -> ArmResult {
+    let services: std::collections::BTreeSet<String> = rs
+        .iter()
+        .flat_map(|r| r.cpu_us_per_scan.keys().cloned())
+        .collect();
+    let cpu_us_per_scan: BTreeMap<String, Spread> = services
+        .iter()
+        .map(|s| (s.clone(), Spread::of(&cpu_of(&rs, s))))
+        .collect();
+    let spans_per_scan = median(
+        &rs.iter()
+            .map(|r| r.spans_ended as f64 / r.scans_total.max(1) as f64)
+            .collect::<Vec<_>>(),
+    );
+    let vs_off = base.map(|b| diff(&cpu_of(&rs, TOTAL), &cpu_of(b, TOTAL), seed));
+    let vs_off_by_service = base.map_or_else(BTreeMap::new, |b| {
+        services
+            .iter()
+            .filter(|s| *s != TOTAL)
+            .map(|s| (s.clone(), median(&cpu_of(&rs, s)) - median(&cpu_of(b, s))))
+            .collect()
+    });
+    let pick = |f: fn(&RepeatResult) -> f64| Spread::of(&rs.iter().map(f).collect::<Vec<_>>());
+    ArmResult {
+        name: arm.name.clone(),
+        sampler: sampler_name(arm.sampling),
+        exporter: if arm.sampling == Sampling::Off {
+            "none".to_owned()
+        } else {
+            arm.exporter.name().to_owned()
+        },
+        synthetic_span_cost_us: arm.synthetic_span_cost.as_secs_f64() * 1e6,
+        cpu_us_per_scan,
+        added_us_per_span: vs_off
+            .as_ref()
+            .filter(|_| spans_per_scan > 0.0)
+            .map(|d| d.diff / spans_per_scan),
+        vs_off,
+        vs_off_by_service,
+        spans_per_scan,
+        e2e_p50_ms: pick(|r| r.e2e_p50_ms),
+        e2e_p99_ms: pick(|r| r.e2e_p99_ms),
+        throughput_rps: pick(|r| r.throughput_rps),
+        otlp_bytes_per_scan: pick(|r| r.otlp_bytes as f64 / r.scans_total.max(1) as f64),
+        repeats: rs,
+    }
+}
+
+/// `own`'s median minus `base`'s, with its bootstrap interval (seeded by `seed`).
+fn diff(own: &[f64], base: &[f64], seed: u64) -> Diff {
+    let base_median = median(base);
+    let diff = median(own) - base_median;
+    let (lo, hi) = diff_ci95(own, base, seed);
+    Diff {
+        diff,
+        ci95: [lo, hi],
+        diff_pct: if base_median > 0.0 {
+            diff / base_median * 100.0
+        } else {
+            0.0
+        },
+        within_noise: lo <= 0.0 && 0.0 <= hi,
+    }
+}
+
 fn sampler_name(s: Sampling) -> String {
     match s {
         Sampling::Off => "off".to_owned(),
         Sampling::AlwaysOff => "always_off".to_owned(),
         Sampling::Ratio(r) => format!("ratio {r}"),
         Sampling::AlwaysOn => "always_on".to_owned(),
-    }
-}
-
-fn exporter_name(e: ArmExporter) -> &'static str {
-    match e {
-        ArmExporter::Discard => "discard",
-        ArmExporter::Otlp => "otlp",
-        ArmExporter::External => "external",
     }
 }
 

@@ -171,12 +171,7 @@ pub fn arm_name(sampling: Sampling, exporter: ArmExporter, synthetic: Duration) 
         Sampling::Ratio(r) => format!("ratio_{r}"),
         Sampling::AlwaysOn => "always_on".to_owned(),
     };
-    let exporter = match exporter {
-        ArmExporter::Discard => "discard",
-        ArmExporter::Otlp => "otlp",
-        ArmExporter::External => "external",
-    };
-    let mut name = format!("{sampler}+{exporter}");
+    let mut name = format!("{sampler}+{}", exporter.name());
     if !synthetic.is_zero() {
         name.push_str(&format!("+{}us", synthetic.as_secs_f64() * 1e6));
     }

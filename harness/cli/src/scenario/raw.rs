@@ -63,6 +63,17 @@ pub enum ArmExporter {
     External,
 }
 
+impl ArmExporter {
+    /// The name as a scenario writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Discard => "discard",
+            Self::Otlp => "otlp",
+            Self::External => "external",
+        }
+    }
+}
+
 /// One arm of the overhead ladder.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -25,3 +25,20 @@ pub(crate) fn scratch(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
 }
+
+/// `tracebench report JSON --html HTML`, asserted to exit 0; returns the page.
+pub(crate) fn report_html(json: &Path, html: &Path) -> String {
+    let out = tracebench(&[
+        "report",
+        json.to_str().expect("utf-8"),
+        "--html",
+        html.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(html).expect("the page")
+}

@@ -1,7 +1,8 @@
 //! Reading the store's encoded spans straight into the [`model`]: the protobuf wire format walked
 //! field by field, with no intermediate OTLP message. The store keeps each span as the bytes
-//! prost encoded at ingest (a few hundred bytes, against some 2.5 KB for the decoded message with
-//! its per-field allocations), and the verdict reads every span once, so this is the read path.
+//! prost encoded at ingest (433 bytes of RSS a span in the `sink` bench, against ≈ 2.6 KB for
+//! the decoded message with its per-field allocations), and the verdict reads every span once,
+//! so this is the read path.
 //!
 //! Only the fields the model has are read: ids, name, kind, times, status, links and attributes.
 //! The bytes come from prost's encoder, so they are well formed; should they not be, reading
@@ -121,36 +122,41 @@ fn write_any(out: &mut String, bytes: &[u8], quote_strings: bool) {
         (4, Value::Fixed64(d)) => {
             let _ = write!(out, "{}", f64::from_bits(d));
         }
-        (5, Value::Len(array)) => {
-            out.push('[');
-            for (i, (_, v)) in fields(array).filter(|(n, _)| *n == 1).enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                if let Value::Len(v) = v {
-                    write_any(out, v, true);
-                }
-            }
-            out.push(']');
-        }
-        (6, Value::Len(list)) => {
-            out.push('{');
-            for (i, (_, kv)) in fields(list).filter(|(n, _)| *n == 1).enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                if let Value::Len(kv) = kv {
-                    let (key, value) = key_value(kv);
-                    out.push_str(&String::from_utf8_lossy(key));
-                    out.push(':');
-                    write_any(out, value, true);
-                }
-            }
-            out.push('}');
-        }
+        // `ArrayValue.values` and `KeyValueList.values` are both field 1.
+        (5, Value::Len(array)) => write_list(out, array, ('[', ']'), |out, v| {
+            write_any(out, v, true);
+        }),
+        (6, Value::Len(list)) => write_list(out, list, ('{', '}'), |out, kv| {
+            let (key, value) = key_value(kv);
+            out.push_str(&String::from_utf8_lossy(key));
+            out.push(':');
+            write_any(out, value, true);
+        }),
         (7, Value::Len(b)) => out.push_str(&base64::engine::general_purpose::STANDARD.encode(b)),
         _ => {}
     }
+}
+
+/// The messages of field 1 of `bytes`, each written by `item`, comma-separated between
+/// `brackets`.
+fn write_list(
+    out: &mut String,
+    bytes: &[u8],
+    brackets: (char, char),
+    mut item: impl FnMut(&mut String, &[u8]),
+) {
+    out.push(brackets.0);
+    let items = fields(bytes).filter_map(|field| match field {
+        (1, Value::Len(v)) => Some(v),
+        _ => None,
+    });
+    for (i, v) in items.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        item(out, v);
+    }
+    out.push(brackets.1);
 }
 
 /// A `KeyValue`'s key and its `AnyValue` bytes (empty when absent).
