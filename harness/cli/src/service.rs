@@ -82,6 +82,10 @@ pub struct ServiceArgs {
     /// sets it when this flag is absent.
     #[arg(long)]
     pub worker_threads: Option<usize>,
+    /// Serve `POST /test`, the W3C trace-context test suite's protocol, on scan-api. It posts
+    /// to URLs the caller names, so it takes loopback targets only and stays off unless asked.
+    #[arg(long)]
+    pub w3c_test_endpoint: bool,
 }
 
 /// `--sampling`'s values, listed in `--help`, parsed by [`Sampling`]'s own `FromStr`.
@@ -234,6 +238,7 @@ pub async fn serve(args: ServiceArgs) -> anyhow::Result<()> {
     };
     config.services = services.clone();
     config.wiring = args.wiring();
+    config.w3c_test_endpoint = args.w3c_test_endpoint;
 
     let mut pipeline = Pipeline::start(config)
         .await

@@ -22,11 +22,12 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
+use tb_messaging::backoff::Backoff;
 use tb_messaging::events::{CharacterGranted, ScanCompleted};
 use tb_messaging::kafka::{CHARACTER_GRANTED, SCAN_COMPLETED};
 use tb_telemetry::spans::{self, ConsumerRelation, MessagingSystem, keys};
 use tb_telemetry::{carrier, service};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -71,19 +72,31 @@ pub struct Processed {
 pub struct Rewards(Mutex<HashMap<String, CharacterGranted>>);
 
 impl Rewards {
-    /// Grants for `event` unless its task already has one; returns the new grant.
-    fn grant(&self, event: &ScanCompleted) -> Option<CharacterGranted> {
-        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.contains_key(&event.task_id) {
-            return None;
-        }
-        let granted = CharacterGranted {
+    /// The reward `event` earns, unless its task already has one.
+    fn pending(&self, event: &ScanCompleted) -> Option<CharacterGranted> {
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        (!map.contains_key(&event.task_id)).then(|| CharacterGranted {
             task_id: event.task_id.clone(),
             user_id: event.user_id.clone(),
             character: format!("{}-guardian", event.category),
-        };
-        map.insert(event.task_id.clone(), granted.clone());
-        Some(granted)
+        })
+    }
+
+    /// Records `granted` (once announced); false when its task had one already.
+    fn record(&self, granted: CharacterGranted) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.contains_key(&granted.task_id) {
+            return false;
+        }
+        map.insert(granted.task_id.clone(), granted);
+        true
+    }
+
+    /// Grants for `event` unless its task already has one; returns the new grant.
+    #[cfg(test)]
+    fn grant(&self, event: &ScanCompleted) -> Option<CharacterGranted> {
+        let granted = self.pending(event)?;
+        self.record(granted.clone()).then_some(granted)
     }
 
     /// How many rewards were granted.
@@ -175,9 +188,25 @@ fn parse(message: &BorrowedMessage<'_>, span: &Span) -> Option<ScanCompleted> {
     }
 }
 
+/// Whether the consumer is stopping, for a handler that retries: it gives up once this is set,
+/// leaving its record unfinished (its offset is not stored, so it is read again after a restart).
+#[derive(Clone, Debug)]
+pub struct Stopping(watch::Receiver<bool>);
+
+impl Stopping {
+    /// Completes once the consumer is stopping.
+    pub async fn wait(&mut self) {
+        let _ = self.0.wait_for(|s| *s).await;
+    }
+}
+
 /// Runs `handle` on every message of `consumer` until `shutdown`, up to `concurrency` at once,
 /// storing each partition's offset only once every record below it is done (see [`offsets`]);
-/// on shutdown it finishes what is in flight and commits synchronously.
+/// on shutdown it finishes what is in flight and commits synchronously. A record whose handler
+/// returns false (it gave up at shutdown) is left unfinished: nothing at or above it is stored.
+///
+/// A failed receive (the broker is away, a partition moved) is logged and retried with
+/// backoff: only `shutdown` ends the loop.
 async fn consume<F, Fut>(
     service: &'static str,
     consumer: StreamConsumer,
@@ -186,36 +215,56 @@ async fn consume<F, Fut>(
     mut handle: F,
 ) -> Result<(), rdkafka::error::KafkaError>
 where
-    F: FnMut(BorrowedMessage<'_>) -> Fut,
-    Fut: Future<Output = ()>,
+    F: FnMut(BorrowedMessage<'_>, Stopping) -> Fut,
+    Fut: Future<Output = bool>,
 {
     consumer.subscribe(&[SCAN_COMPLETED])?;
     let mut shutdown = std::pin::pin!(shutdown);
+    let (stopping, stopping_rx) = watch::channel(false);
     let mut offsets = Offsets::default();
     let mut in_flight = FuturesUnordered::new();
     let concurrency = concurrency.max(1);
+    let mut backoff = Backoff::broker();
+    let mut pause: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         tokio::select! {
             // Finished records first: they free slots and move the stored offsets on.
             biased;
-            Some((partition, offset)) = in_flight.next() => {
-                store(&consumer, &mut offsets, partition, offset);
+            Some((partition, offset, done)) = in_flight.next() => {
+                if done {
+                    store(&consumer, &mut offsets, partition, offset);
+                }
             }
-            m = consumer.recv(), if in_flight.len() < concurrency => {
-                let message = m?;
+            () = async { pause.as_mut().expect("guarded").await }, if pause.is_some() => {
+                pause = None;
+            }
+            m = consumer.recv(), if pause.is_none() && in_flight.len() < concurrency => {
+                let message = match m {
+                    Ok(message) => message,
+                    Err(e) => {
+                        let wait = backoff.next_wait();
+                        tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "receiving from Kafka failed; retrying");
+                        pause = Some(Box::pin(tokio::time::sleep(wait)));
+                        continue;
+                    }
+                };
+                backoff.reset();
                 let (partition, offset) = (message.partition(), message.offset());
                 offsets.start(partition, offset);
-                let work = service::scope(service, handle(message));
+                let work = service::scope(service, handle(message, Stopping(stopping_rx.clone())));
                 in_flight.push(async move {
-                    work.await;
-                    (partition, offset)
+                    let done = work.await;
+                    (partition, offset, done)
                 });
             }
             () = &mut shutdown => break,
         }
     }
-    while let Some((partition, offset)) = in_flight.next().await {
-        store(&consumer, &mut offsets, partition, offset);
+    stopping.send_replace(true);
+    while let Some((partition, offset, done)) = in_flight.next().await {
+        if done {
+            store(&consumer, &mut offsets, partition, offset);
+        }
     }
     match consumer.commit_consumer_state(CommitMode::Sync) {
         // Nothing consumed yet: nothing to commit.
@@ -258,59 +307,84 @@ pub async fn run_character(
     processed: Option<mpsc::UnboundedSender<Processed>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), rdkafka::error::KafkaError> {
-    consume(CHARACTER, consumer, config.concurrency, shutdown, |message| {
-        let span = consumer_span(&message, CHARACTER_GROUP, config.relation);
-        let event = parse(&message, &span);
-        let (rewards, producer, processed, config) = (&rewards, &producer, &processed, &config);
-        async move {
-            let Some(event) = event else { return };
-            let granted = async {
-                tb_sim::wait(config.handle_latency).await;
-                async {
-                    tb_sim::wait(config.grant_latency).await;
-                    let granted = rewards.grant(&event);
-                    if granted.is_none() {
-                        Span::current().set_attribute("reward.duplicate", true);
-                        tracing::info!(task.id = %event.task_id, "reward already granted");
+    consume(
+        CHARACTER,
+        consumer,
+        config.concurrency,
+        shutdown,
+        |message, stopping| {
+            let span = consumer_span(&message, CHARACTER_GROUP, config.relation);
+            let event = parse(&message, &span);
+            let (rewards, producer, processed, config) = (&rewards, &producer, &processed, &config);
+            async move {
+                let Some(event) = event else { return true };
+                let pending = async {
+                    tb_sim::wait(config.handle_latency).await;
+                    async {
+                        tb_sim::wait(config.grant_latency).await;
+                        let pending = rewards.pending(&event);
+                        if pending.is_none() {
+                            Span::current().set_attribute("reward.duplicate", true);
+                            tracing::info!(task.id = %event.task_id, "reward already granted");
+                        }
+                        pending
                     }
-                    granted
+                    .instrument(tracing::info_span!("grant_reward"))
+                    .await
                 }
-                .instrument(tracing::info_span!("grant_reward"))
-                .await
+                .instrument(tracing::info_span!("handle_scan_completed"))
+                .await;
+                if let Some(granted) = pending {
+                    // The reward counts as granted only once its announcement is confirmed: a
+                    // consumer stopped before that reads the record again and grants then.
+                    if !publish_granted(producer, &granted, stopping).await {
+                        return false;
+                    }
+                    tracing::info!(task.id = %event.task_id, character = %granted.character, "reward granted");
+                    rewards.record(granted);
+                }
+                if let Some(tx) = processed {
+                    let _ = tx.send(Processed {
+                        consumer: CHARACTER,
+                        task_id: event.task_id,
+                        at: Instant::now(),
+                    });
+                }
+                true
             }
-            .instrument(tracing::info_span!("handle_scan_completed"))
-            .await;
-            if let Some(granted) = granted {
-                publish_granted(producer, &granted).await;
-                tracing::info!(task.id = %event.task_id, character = %granted.character, "reward granted");
-            }
-            if let Some(tx) = processed {
-                let _ = tx.send(Processed {
-                    consumer: CHARACTER,
-                    task_id: event.task_id,
-                    at: Instant::now(),
-                });
-            }
-        }
-        .instrument(span)
-    })
+            .instrument(span)
+        },
+    )
     .await
 }
 
-async fn publish_granted(producer: &FutureProducer, granted: &CharacterGranted) {
+/// Publishes `character.granted` until Kafka confirms it (true), retrying with backoff, or
+/// until the consumer stops (false).
+async fn publish_granted(
+    producer: &FutureProducer,
+    granted: &CharacterGranted,
+    mut stopping: Stopping,
+) -> bool {
     let Ok(payload) = serde_json::to_vec(granted) else {
-        return;
+        return false;
     };
-    let published = tb_messaging::kafka::publish(
-        producer,
-        CHARACTER_GRANTED,
-        &granted.user_id,
-        &granted.task_id,
-        &payload,
-    )
-    .await;
-    if let Err(e) = published {
-        tracing::error!(error = %e, "publishing character.granted failed");
+    let mut backoff = Backoff::broker();
+    loop {
+        let published = tb_messaging::kafka::publish(
+            producer,
+            CHARACTER_GRANTED,
+            &granted.user_id,
+            &granted.task_id,
+            &payload,
+        )
+        .await;
+        let Err(e) = published else { return true };
+        let wait = backoff.next_wait();
+        tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "publishing character.granted failed; retrying");
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stopping.wait() => return false,
+        }
     }
 }
 
@@ -326,12 +400,12 @@ pub async fn run_my(
     processed: Option<mpsc::UnboundedSender<Processed>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), rdkafka::error::KafkaError> {
-    consume(MY, consumer, config.concurrency, shutdown, |message| {
+    consume(MY, consumer, config.concurrency, shutdown, |message, _| {
         let span = consumer_span(&message, MY_GROUP, config.relation);
         let event = parse(&message, &span);
         let (history, processed) = (&history, &processed);
         async move {
-            let Some(event) = event else { return };
+            let Some(event) = event else { return true };
             tracing::info_span!("record_history").in_scope(|| {
                 if !history.record(&event) {
                     Span::current().set_attribute("history.duplicate", true);
@@ -345,6 +419,7 @@ pub async fn run_my(
                     at: Instant::now(),
                 });
             }
+            true
         }
         .instrument(span)
     })
@@ -375,12 +450,16 @@ mod tests {
                 async {
                     let _ = shutdown.await;
                 },
-                |message| {
+                |message, _| {
                     let n = std::str::from_utf8(message.payload().unwrap_or_default())
                         .ok()
                         .and_then(|t| t.parse().ok())
                         .unwrap_or(u32::MAX);
-                    handle(n)
+                    let work = handle(n);
+                    async move {
+                        work.await;
+                        true
+                    }
                 },
             )
             .await

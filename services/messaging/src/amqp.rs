@@ -1,22 +1,27 @@
-//! RabbitMQ for the scan pipeline: connecting, declaring the task queue, and publishing with
-//! publisher confirms so a task counts as sent only once the broker has it.
+//! RabbitMQ for the scan pipeline: a connection that comes back after an outage ([`Link`]),
+//! declaring the task queue, and publishing with publisher confirms so a task counts as sent only
+//! once the broker has it.
 //!
 //! Confirms are awaited per message but many messages may be in flight on one channel at once
 //! (each caller awaits its own confirm): measured on this machine kind, a confirmed publish costs
 //! about 460 CPU-µs with one message in flight and about 75 µs with 64.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
 use lapin::Confirmation;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{Channel, Connection, ConnectionProperties};
+use lapin::{Channel, Connection, ConnectionProperties, Event};
 
 use tb_telemetry::carrier;
 use tb_telemetry::spans::{self, MessagingSystem, keys};
+use tokio::sync::watch;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+use crate::backoff::Backoff;
 use crate::celery::TaskMessage;
 
 /// The queue the scan tasks go to, through the default exchange.
@@ -24,6 +29,12 @@ pub const SCAN_TASKS: &str = "scan.tasks";
 
 /// The local broker's default URL (guest/guest, vhost `/`).
 pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// How long a publish waits for the broker's confirm before it counts as failed.
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long one connection attempt may take (a blackholed broker never answers).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why publishing failed.
 #[derive(Debug, thiserror::Error)]
@@ -34,15 +45,139 @@ pub enum PublishError {
     /// The broker refused the message (basic.nack).
     #[error("the broker did not accept the message (nack)")]
     Nacked,
+    /// There is no connection to the broker now; the link is reconnecting.
+    #[error("no connection to RabbitMQ; reconnecting")]
+    Unavailable,
+    /// The broker did not confirm within the timeout. It may still have the message.
+    #[error("RabbitMQ did not confirm the message within {0:?}")]
+    Timeout(Duration),
 }
 
-/// Connects to `url` (`amqp://user:pass@host:port/vhost`).
+/// Connects to `url` (`amqp://user:pass@host:port/vhost`), once.
 ///
 /// # Errors
 ///
 /// Fails when the broker does not answer or refuses the login.
 pub async fn connect(url: &str) -> Result<Connection, lapin::Error> {
     Connection::connect(url, ConnectionProperties::default()).await
+}
+
+/// One connection of a [`Link`]: which one (counting reconnects from 0) and the connection.
+#[derive(Clone)]
+pub struct Current {
+    /// 0 for the first connection, one more for each reconnect.
+    pub generation: u64,
+    /// The connection.
+    pub connection: Arc<Connection>,
+}
+
+impl std::fmt::Debug for Current {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Current")
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A connection to RabbitMQ that comes back: when it breaks, a task reconnects with backoff and
+/// jitter ([`Backoff::broker`]) until the broker answers again, for as long as any clone of the
+/// link exists. Publishers and consumers on a link open their channels on whichever connection
+/// is current. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Link {
+    current: watch::Receiver<Option<Current>>,
+}
+
+impl Link {
+    /// Connects to `url` and keeps the connection up from then on.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the first connection fails: a broker that is not there at start is a setup
+    /// error, not an outage.
+    pub async fn connect(url: &str) -> Result<Self, lapin::Error> {
+        let first = Arc::new(connect(url).await?);
+        let (tx, rx) = watch::channel(Some(Current {
+            generation: 0,
+            connection: first.clone(),
+        }));
+        tokio::spawn(supervise(url.to_owned(), tx, first));
+        Ok(Self { current: rx })
+    }
+
+    /// The connection now, or `None` while reconnecting.
+    pub fn current(&self) -> Option<Current> {
+        self.current.borrow().clone()
+    }
+
+    /// The connection, once there is one.
+    pub async fn connected(&self) -> Current {
+        let mut rx = self.current.clone();
+        let current = rx
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|c| c.clone());
+        match current {
+            Some(current) => current,
+            // The supervisor outlives every link; without it there is nothing to wait for.
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Keeps a link's connection up: waits until it breaks, reports "no connection", reconnects
+/// with backoff, reports the new one; ends once no link is left.
+async fn supervise(url: String, tx: watch::Sender<Option<Current>>, first: Arc<Connection>) {
+    let mut connection = first;
+    let mut generation = 0;
+    loop {
+        tokio::select! {
+            () = broken(&connection) => {}
+            () = tx.closed() => return,
+        }
+        tx.send_replace(None);
+        tracing::warn!(generation, "lost the RabbitMQ connection; reconnecting");
+        let mut backoff = Backoff::broker();
+        connection = loop {
+            tokio::select! {
+                () = backoff.wait() => {}
+                () = tx.closed() => return,
+            }
+            match tokio::time::timeout(CONNECT_TIMEOUT, connect(&url)).await {
+                Ok(Ok(c)) => break Arc::new(c),
+                Ok(Err(e)) => tracing::debug!(error = %e, "RabbitMQ still unreachable"),
+                Err(_) => tracing::debug!("connecting to RabbitMQ timed out"),
+            }
+        };
+        generation += 1;
+        tracing::info!(generation, "reconnected to RabbitMQ");
+        tx.send_replace(Some(Current {
+            generation,
+            connection: connection.clone(),
+        }));
+    }
+}
+
+/// Completes once `connection` reports an error or stops being connected.
+async fn broken(connection: &Connection) {
+    let mut events = connection.events_listener();
+    // The event stream reports errors; the status check covers a close without one.
+    let mut check = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            event = events.next() => {
+                if matches!(event, None | Some(Event::Error(_))) {
+                    return;
+                }
+            }
+            _ = check.tick() => {
+                if !connection.status().connected() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// Declares `queue` durable, as Celery declares its queues, so tasks survive a broker restart.
@@ -109,30 +244,72 @@ pub async fn declare_delay_queue(
     Ok(name)
 }
 
-/// Publishes Celery tasks to one queue on a confirm-mode channel. Cheap to share: every
-/// publish awaits only its own confirm, so concurrent callers keep many messages in flight.
+/// Publishes Celery tasks to one queue on a confirm-mode channel of a [`Link`]. Cheap to share:
+/// every publish awaits only its own confirm, so concurrent callers keep many messages in
+/// flight. While the link reconnects, publishing fails at once with
+/// [`PublishError::Unavailable`]; the first publish after it is back opens a new channel.
 #[derive(Clone, Debug)]
 pub struct Publisher {
-    channel: Channel,
+    link: Link,
     queue: ShortString,
+    /// The channel and the link generation it was opened on.
+    channel: Arc<Mutex<Option<(u64, Channel)>>>,
+    /// Held while a channel is opened, so concurrent publishers open one, not many.
+    opening: Arc<tokio::sync::Mutex<()>>,
+    confirm_timeout: Duration,
 }
 
 impl Publisher {
-    /// Opens a channel in confirm mode and declares `queue`.
+    /// Opens a channel in confirm mode on `link` and declares `queue`.
     ///
     /// # Errors
     ///
     /// Fails when the channel cannot be opened or the queue declared.
-    pub async fn new(connection: &Connection, queue: &str) -> Result<Self, lapin::Error> {
-        let channel = connection.create_channel().await?;
+    pub async fn new(link: &Link, queue: &str) -> Result<Self, PublishError> {
+        let publisher = Self {
+            link: link.clone(),
+            queue: ShortString::from(queue),
+            channel: Arc::default(),
+            opening: Arc::default(),
+            confirm_timeout: CONFIRM_TIMEOUT,
+        };
+        publisher.channel().await?;
+        Ok(publisher)
+    }
+
+    /// The same publisher, waiting `timeout` for each confirm.
+    #[must_use]
+    pub fn with_confirm_timeout(mut self, timeout: Duration) -> Self {
+        self.confirm_timeout = timeout;
+        self
+    }
+
+    /// The channel to publish on: the open one when it is on the current connection, else a
+    /// new one.
+    async fn channel(&self) -> Result<Channel, PublishError> {
+        let usable = |current: &Current| {
+            let cached = self.channel.lock().unwrap_or_else(PoisonError::into_inner);
+            cached
+                .as_ref()
+                .filter(|(g, c)| *g == current.generation && c.status().connected())
+                .map(|(_, c)| c.clone())
+        };
+        let current = self.link.current().ok_or(PublishError::Unavailable)?;
+        if let Some(channel) = usable(&current) {
+            return Ok(channel);
+        }
+        let _one = self.opening.lock().await;
+        if let Some(channel) = usable(&current) {
+            return Ok(channel);
+        }
+        let channel = current.connection.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        declare_queue(&channel, queue).await?;
-        Ok(Self {
-            channel,
-            queue: ShortString::from(queue),
-        })
+        declare_queue(&channel, self.queue()).await?;
+        *self.channel.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((current.generation, channel.clone()));
+        Ok(channel)
     }
 
     /// The queue this publisher sends to.
@@ -145,7 +322,8 @@ impl Publisher {
     ///
     /// # Errors
     ///
-    /// Fails when the channel fails or the broker nacks the message; the span records it.
+    /// Fails when there is no connection, the channel fails, the broker nacks the message or
+    /// does not confirm it within the confirm timeout; the span records it.
     pub async fn publish_traced(&self, task: &TaskMessage) -> Result<(), PublishError> {
         self.publish_traced_with(task, true).await
     }
@@ -183,7 +361,7 @@ impl Publisher {
         }
         // Declared before every publish: an unused delay queue expires, and a message
         // published to a queue that no longer exists would be dropped unseen.
-        let delay_queue = declare_delay_queue(&self.channel, self.queue(), delay).await?;
+        let delay_queue = declare_delay_queue(&self.channel().await?, self.queue(), delay).await?;
         self.traced(task, ShortString::from(delay_queue), true)
             .await
     }
@@ -237,7 +415,8 @@ impl Publisher {
         headers: FieldTable,
     ) -> Result<(), PublishError> {
         let confirm = self
-            .channel
+            .channel()
+            .await?
             .basic_publish(
                 ShortString::from(""),
                 routing_key,
@@ -246,7 +425,10 @@ impl Publisher {
                 task.properties(headers),
             )
             .await?;
-        match confirm.await? {
+        let confirmation = tokio::time::timeout(self.confirm_timeout, confirm)
+            .await
+            .map_err(|_| PublishError::Timeout(self.confirm_timeout))??;
+        match confirmation {
             Confirmation::Nack(_) => Err(PublishError::Nacked),
             Confirmation::Ack(_) | Confirmation::NotRequested => Ok(()),
         }

@@ -202,9 +202,17 @@ pub async fn ensure_topics(brokers: &str) -> Result<(), KafkaSetupError> {
 #[derive(Debug)]
 pub struct EmbeddedKafka {
     bootstrap: String,
-    stop: Option<mpsc::Sender<()>>,
+    commands: Option<mpsc::Sender<Command>>,
     thread: Option<JoinHandle<()>>,
 }
+
+/// What the embedded broker's thread is asked to do, with where to answer.
+enum Command {
+    Down(bool, mpsc::Sender<Result<(), KafkaError>>),
+}
+
+/// The embedded cluster's one broker.
+const BROKER_ID: i32 = 1;
 
 impl EmbeddedKafka {
     /// Starts a one-broker cluster with [`TOPICS`] at [`PARTITIONS`] partitions each.
@@ -214,7 +222,7 @@ impl EmbeddedKafka {
     /// Fails when librdkafka cannot create the cluster or its topics.
     pub fn start() -> Result<Self, KafkaSetupError> {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<String, KafkaSetupError>>();
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let (commands, commands_rx) = mpsc::channel::<Command>();
         let thread = std::thread::Builder::new()
             .name("embedded-kafka".to_owned())
             .spawn(move || {
@@ -232,15 +240,26 @@ impl EmbeddedKafka {
                     }
                 }
                 let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
-                // Hold the cluster until asked to stop (or until the handle is gone).
-                let _ = stop_rx.recv();
+                // Hold the cluster until the handle is gone, doing what it asks meanwhile.
+                while let Ok(command) = commands_rx.recv() {
+                    match command {
+                        Command::Down(down, answer) => {
+                            let done = if down {
+                                cluster.broker_down(BROKER_ID)
+                            } else {
+                                cluster.broker_up(BROKER_ID)
+                            };
+                            let _ = answer.send(done);
+                        }
+                    }
+                }
                 drop(cluster);
             })
             .map_err(|_| KafkaSetupError::Embedded)?;
         let bootstrap = ready_rx.recv().map_err(|_| KafkaSetupError::Embedded)??;
         Ok(Self {
             bootstrap,
-            stop: Some(stop_tx),
+            commands: Some(commands),
             thread: Some(thread),
         })
     }
@@ -249,11 +268,27 @@ impl EmbeddedKafka {
     pub fn bootstrap_servers(&self) -> &str {
         &self.bootstrap
     }
+
+    /// Takes the broker down (`true`: its connections are closed and new ones refused, its
+    /// records kept) or brings it back (`false`): a Kafka outage on demand.
+    ///
+    /// # Errors
+    ///
+    /// Fails when librdkafka refuses, or the broker's thread is gone.
+    pub fn set_down(&self, down: bool) -> Result<(), KafkaSetupError> {
+        let (answer, answered) = mpsc::channel();
+        self.commands
+            .as_ref()
+            .and_then(|c| c.send(Command::Down(down, answer)).ok())
+            .ok_or(KafkaSetupError::Embedded)?;
+        answered.recv().map_err(|_| KafkaSetupError::Embedded)??;
+        Ok(())
+    }
 }
 
 impl Drop for EmbeddedKafka {
     fn drop(&mut self) {
-        drop(self.stop.take());
+        drop(self.commands.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

@@ -2,6 +2,7 @@
 //! Kafka, and the client setup for both (including the embedded Kafka broker).
 
 pub mod amqp;
+pub mod backoff;
 pub mod celery;
 pub mod events;
 pub mod kafka;

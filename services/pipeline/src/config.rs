@@ -146,6 +146,9 @@ pub struct PipelineConfig {
     pub store_latency: Duration,
     /// Fault injection: share of tasks scan-api publishes without trace headers.
     pub strip_amqp: f64,
+    /// Whether scan-api serves `POST /test`, the W3C test suite's protocol (loopback targets
+    /// only). Off by default.
+    pub w3c_test_endpoint: bool,
 }
 
 impl PipelineConfig {
@@ -179,6 +182,7 @@ impl PipelineConfig {
             },
             store_latency: scaled(seed::STORE_WRITE),
             strip_amqp: 0.0,
+            w3c_test_endpoint: false,
         }
     }
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tb_consumers::{History, Processed, Rewards};
-use tb_messaging::amqp::{self, Publisher};
+use tb_messaging::amqp::{Link, PublishError, Publisher};
 use tb_messaging::kafka::{self, EmbeddedKafka};
 use tb_mocks::llm::LlmState;
 use tb_mocks::vision::VisionState;
@@ -36,6 +36,9 @@ pub enum StartError {
         /// What failed.
         source: lapin::Error,
     },
+    /// A task publisher could not be set up on the connection.
+    #[error("setting up publishing to RabbitMQ: {0}")]
+    Publisher(#[from] PublishError),
     /// Kafka could not be set up.
     #[error("kafka: {0}")]
     Kafka(#[from] kafka::KafkaSetupError),
@@ -92,8 +95,8 @@ pub struct Pipeline {
     pub processed: mpsc::UnboundedReceiver<Processed>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<Exit>,
-    _connection: Option<Arc<lapin::Connection>>,
-    _kafka: Option<EmbeddedKafka>,
+    _link: Option<Link>,
+    kafka: Option<EmbeddedKafka>,
 }
 
 /// Spawns services that all stop on one signal.
@@ -200,20 +203,19 @@ impl Pipeline {
         let (vision, llm) = start_mocks(&mut config, &services, &mut spawned).await?;
 
         let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new(config.store_latency));
-        let connection = if runs(tb_scan_api::SERVICE) || runs(tb_worker::SERVICE) {
-            Some(Arc::new(connect_amqp(&config.wiring.amqp_url).await?))
+        let link = if runs(tb_scan_api::SERVICE) || runs(tb_worker::SERVICE) {
+            Some(connect_amqp(&config.wiring.amqp_url).await?)
         } else {
             None
         };
         let mut worker = Arc::new(WorkerStats::default());
         let mut scan_api = None;
-        if let Some(connection) = &connection {
+        if let Some(link) = &link {
             if runs(tb_worker::SERVICE) {
-                worker =
-                    start_worker(&config, connection, &kafka_brokers, &store, &mut spawned).await?;
+                worker = start_worker(&config, link, &kafka_brokers, &store, &mut spawned).await?;
             }
             if runs(tb_scan_api::SERVICE) {
-                scan_api = Some(start_scan_api(&config, connection, &store, &mut spawned).await?);
+                scan_api = Some(start_scan_api(&config, link, &store, &mut spawned).await?);
             }
         }
 
@@ -231,9 +233,14 @@ impl Pipeline {
             processed: consumers.processed,
             stop,
             tasks: spawned.tasks,
-            _connection: connection,
-            _kafka: embedded,
+            _link: link,
+            kafka: embedded,
         })
+    }
+
+    /// The embedded Kafka broker, when this pipeline runs one (to take it down and up).
+    pub fn embedded_kafka(&self) -> Option<&EmbeddedKafka> {
+        self.kafka.as_ref()
     }
 
     /// Takes the stream of finished scan events, leaving an empty one. Drop it when nobody
@@ -352,54 +359,45 @@ fn start_consumers(
     })
 }
 
-async fn connect_amqp(url: &str) -> Result<lapin::Connection, StartError> {
-    amqp::connect(url).await.map_err(|source| StartError::Amqp {
+async fn connect_amqp(url: &str) -> Result<Link, StartError> {
+    Link::connect(url).await.map_err(|source| StartError::Amqp {
         url: url.to_owned(),
         source,
     })
 }
 
-fn amqp_error(config: &PipelineConfig) -> impl Fn(lapin::Error) -> StartError + '_ {
-    |source| StartError::Amqp {
-        url: config.wiring.amqp_url.clone(),
-        source,
-    }
-}
-
-/// Starts the worker on `connection`; returns its counters.
+/// Starts the worker on `link`; returns its counters.
 async fn start_worker(
     config: &PipelineConfig,
-    connection: &Arc<lapin::Connection>,
+    link: &Link,
     kafka_brokers: &str,
     store: &Arc<dyn EventStore>,
     spawned: &mut Services,
 ) -> Result<Arc<WorkerStats>, StartError> {
-    let retries = Publisher::new(connection, &config.worker.queue)
-        .await
-        .map_err(amqp_error(config))?;
+    let retries = Publisher::new(link, &config.worker.queue).await?;
     let producer = kafka::producer(kafka_brokers)?;
     let worker = Worker::new(config.worker.clone(), retries, producer, store.clone());
     let stats = worker.stats();
-    let connection = connection.clone();
+    let link = link.clone();
     let shutdown = spawned.stopped();
     spawned.spawn(tb_worker::SERVICE, async move {
-        worker.run(&connection, shutdown).await
+        worker.run(&link, shutdown).await
     });
     Ok(stats)
 }
 
-/// Starts scan-api publishing on `connection`; returns its bound address.
+/// Starts scan-api publishing on `link`; returns its bound address.
 async fn start_scan_api(
     config: &PipelineConfig,
-    connection: &Arc<lapin::Connection>,
+    link: &Link,
     store: &Arc<dyn EventStore>,
     spawned: &mut Services,
 ) -> Result<SocketAddr, StartError> {
-    let publisher = Publisher::new(connection, &config.worker.queue)
-        .await
-        .map_err(amqp_error(config))?;
+    let publisher = Publisher::new(link, &config.worker.queue).await?;
     let (listener, addr) = bind(config.wiring.scan_api_addr).await?;
-    let state = ScanApiState::new(publisher, store.clone()).with_strip_amqp(config.strip_amqp);
+    let state = ScanApiState::new(publisher, store.clone())
+        .with_strip_amqp(config.strip_amqp)
+        .with_w3c_test_endpoint(config.w3c_test_endpoint);
     let shutdown = spawned.stopped();
     spawned.spawn(
         tb_scan_api::SERVICE,

@@ -32,6 +32,9 @@ pub const SERVICE: &str = "scan-api";
 /// Largest request body accepted; larger ones get 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
+/// Most entries one `POST /test` may carry.
+pub const MAX_TEST_CASES: usize = 32;
+
 const MAX_URL_LEN: usize = 2048;
 const MAX_USER_ID_LEN: usize = 128;
 
@@ -44,6 +47,7 @@ pub struct ScanApiState {
     http: reqwest::Client,
     origin: Arc<str>,
     strip_amqp: Option<Arc<Strip>>,
+    w3c_test_endpoint: bool,
 }
 
 impl ScanApiState {
@@ -55,7 +59,17 @@ impl ScanApiState {
             http: reqwest::Client::new(),
             origin: Arc::from(format!("{}@scan-api", std::process::id())),
             strip_amqp: None,
+            w3c_test_endpoint: false,
         }
+    }
+
+    /// Turns `POST /test` (the W3C test suite's protocol) on. Off by default: it makes scan-api
+    /// post to URLs its caller chooses, so even when on it posts only to loopback addresses,
+    /// at most [`MAX_TEST_CASES`] per request.
+    #[must_use]
+    pub fn with_w3c_test_endpoint(mut self, on: bool) -> Self {
+        self.w3c_test_endpoint = on;
+        self
     }
 
     /// Fault injection: publishes `ratio` of the tasks without trace headers.
@@ -174,11 +188,14 @@ async fn create_scan(
     );
     let propagated = propagate(state.strip_amqp.as_deref());
     if let Err(e) = state.publisher.publish_traced_with(&task, propagated).await {
+        // The broker is away or slow: the scan was not accepted, and the client may try again
+        // shortly (the publisher reconnects on its own).
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "broker_unavailable",
             e.to_string(),
-        ));
+        )
+        .with_retry_after(1));
     }
     tracing::info!(task.id = %task_id, user.id = %request.user_id, "scan accepted");
     let body = ScanAccepted {
@@ -210,11 +227,29 @@ async fn get_scan(
 
 /// The W3C trace-context test suite's protocol: POST each case's `arguments` to its `url`,
 /// carrying the current trace context, then answer 200. A failing callee does not fail the
-/// request; the suite judges by what the callee received.
+/// request; the suite judges by what the callee received. Off (404) unless turned on; then only
+/// loopback targets and at most [`MAX_TEST_CASES`] entries, checked before anything is sent.
 async fn w3c_test(
     State(state): State<ScanApiState>,
     Json(cases): Json<Vec<TestCase>>,
-) -> StatusCode {
+) -> Result<StatusCode, ApiError> {
+    if !state.w3c_test_endpoint {
+        return Err(ApiError::not_found(
+            "POST /test is off; start scan-api with --w3c-test-endpoint to run the W3C test suite",
+        ));
+    }
+    if cases.len() > MAX_TEST_CASES {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_TEST_CASES} test cases per request, got {}",
+            cases.len()
+        )));
+    }
+    if let Some((i, case)) = cases.iter().enumerate().find(|(_, c)| !loopback(&c.url)) {
+        return Err(ApiError::bad_request(format!(
+            "[{i}].url: {:?} is not an http URL on a loopback address",
+            case.url
+        )));
+    }
     for case in cases {
         let result = tb_web::client::post_json(
             &state.http,
@@ -228,7 +263,21 @@ async fn w3c_test(
             tracing::warn!(url = %case.url, error = %e, "test callee failed");
         }
     }
-    StatusCode::OK
+    Ok(StatusCode::OK)
+}
+
+/// Whether `url` is `http(s)://` on `localhost` or a loopback IP address.
+fn loopback(url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let host = url.host_str().unwrap_or_default();
+    let ip = host.trim_start_matches('[').trim_end_matches(']');
+    matches!(url.scheme(), "http" | "https")
+        && (host.eq_ignore_ascii_case("localhost")
+            || ip
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback()))
 }
 
 async fn not_found() -> ApiError {
@@ -296,5 +345,29 @@ mod tests {
         }
         let long = format!("https://x/{}", "a".repeat(MAX_URL_LEN));
         assert!(validate(&req(&long, "u")).is_err());
+    }
+
+    #[test]
+    fn the_test_endpoint_posts_only_to_loopback() {
+        for ok in [
+            "http://127.0.0.1:7777/callback",
+            "http://127.9.9.9/x",
+            "http://localhost:1/",
+            "http://[::1]:8080/x",
+        ] {
+            assert!(loopback(ok), "{ok}");
+        }
+        for bad in [
+            "http://10.0.0.1/x",
+            "http://example.com/",
+            "http://169.254.169.254/latest/meta-data",
+            "http://127.0.0.1.example.com/",
+            "file:///etc/passwd",
+            "ftp://127.0.0.1/",
+            "not a url",
+            "http://[::ffff:10.0.0.1]/",
+        ] {
+            assert!(!loopback(bad), "{bad}");
+        }
     }
 }

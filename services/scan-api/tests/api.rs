@@ -23,15 +23,21 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(false).await
+}
+
+/// A fixture whose scan-api has `POST /test` on or off.
+async fn fixture_with(w3c_test_endpoint: bool) -> Fixture {
     let url = std::env::var("TB_AMQP_URL").unwrap_or_else(|_| amqp::DEFAULT_URL.to_owned());
     let connection = amqp::connect(&url).await.expect("RabbitMQ answers");
+    let link = amqp::Link::connect(&url).await.expect("RabbitMQ answers");
     let queue = format!("scan.tasks.api-test-{}", uuid::Uuid::new_v4());
-    let publisher = Publisher::new(&connection, &queue)
-        .await
-        .expect("publisher");
+    let publisher = Publisher::new(&link, &queue).await.expect("publisher");
     let store: Arc<dyn EventStore> = Arc::new(MemoryStore::default());
     Fixture {
-        app: app(ScanApiState::new(publisher, store.clone())),
+        app: app(
+            ScanApiState::new(publisher, store.clone()).with_w3c_test_endpoint(w3c_test_endpoint)
+        ),
         store,
         connection,
         queue,
@@ -55,7 +61,16 @@ impl Fixture {
     }
 
     async fn post(&self, content_type: Option<&str>, body: impl Into<Body>) -> (StatusCode, Value) {
-        let mut request = Request::post("/scan");
+        self.post_to("/scan", content_type, body).await
+    }
+
+    async fn post_to(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<Body>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::post(path);
         if let Some(ct) = content_type {
             request = request.header(header::CONTENT_TYPE, ct);
         }
@@ -178,4 +193,75 @@ async fn client_mistakes_are_4xx_json_errors() {
         assert_eq!(json["error"], "not_found");
     }
     f.drop_queue().await;
+}
+
+/// A loopback HTTP server recording every JSON body POSTed to `/callback`; returns its URL.
+async fn callee(got: Arc<std::sync::Mutex<Vec<Value>>>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/callback", listener.local_addr().expect("addr"));
+    let router = Router::new().route(
+        "/callback",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| async move {
+            got.lock().expect("lock").push(body);
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
+#[tokio::test]
+async fn post_test_is_off_by_default_and_when_on_posts_only_to_loopback_targets() {
+    let cases = |urls: &[&str]| {
+        let list: Vec<Value> = urls
+            .iter()
+            .map(|u| serde_json::json!({"url": u, "arguments": {"n": 1}}))
+            .collect();
+        Value::Array(list).to_string()
+    };
+    let got: Arc<std::sync::Mutex<Vec<Value>>> = Arc::default();
+    let loopback = callee(got.clone()).await;
+
+    let off = fixture().await;
+    let (status, body) = off.post_to("/test", JSON, cases(&[&loopback])).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"], "not_found");
+    off.drop_queue().await;
+
+    let on = fixture_with(true).await;
+    // One target off loopback refuses the whole request, before anything is sent.
+    for (urls, field) in [
+        (
+            vec![loopback.as_str(), "http://169.254.169.254/latest/meta-data"],
+            "[1].url",
+        ),
+        (vec!["http://example.com/"], "[0].url"),
+    ] {
+        let (status, body) = on.post_to("/test", JSON, cases(&urls)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            body["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with(field)),
+            "{body}"
+        );
+    }
+    let many = vec![loopback.as_str(); tb_scan_api::MAX_TEST_CASES + 1];
+    let (status, body) = on.post_to("/test", JSON, cases(&many)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        got.lock().expect("lock").is_empty(),
+        "nothing sent for a refused request"
+    );
+
+    let (status, body) = on
+        .post_to("/test", JSON, cases(&[&loopback, &loopback]))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        *got.lock().expect("lock"),
+        vec![serde_json::json!({"n": 1}); 2]
+    );
+    on.drop_queue().await;
 }

@@ -17,6 +17,8 @@ pub struct ApiError {
     pub error: &'static str,
     /// What was wrong, for a person.
     pub detail: String,
+    /// Seconds after which trying again makes sense (`Retry-After`), for a refusal that passes.
+    pub retry_after: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -32,7 +34,15 @@ impl ApiError {
             status,
             error,
             detail: detail.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, telling the client to try again after `seconds` (`Retry-After`).
+    #[must_use]
+    pub fn with_retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// 400 with code `invalid_request`.
@@ -52,6 +62,12 @@ impl IntoResponse for ApiError {
             error: self.error,
             detail: &self.detail,
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+        }
+        response
     }
 }

@@ -19,7 +19,8 @@ use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection};
 use rdkafka::producer::FutureProducer;
 use serde_json::{Value, json};
-use tb_messaging::amqp::{self, Publisher};
+use tb_messaging::amqp::{self, Link, Publisher};
+use tb_messaging::backoff::Backoff;
 use tb_messaging::celery::{PROCESS_IMAGE, TaskMessage};
 use tb_messaging::events::ScanCompleted;
 use tb_messaging::kafka;
@@ -103,6 +104,9 @@ pub enum WorkerError {
     /// A crash was injected (`crash_before_ack`); unacked tasks go back to the queue.
     #[error("injected crash before ack")]
     Crashed,
+    /// The broker ended the subscription (the queue was deleted, say).
+    #[error("the broker cancelled the subscription")]
+    Cancelled,
 }
 
 /// Counters a test or the harness can read while the worker runs.
@@ -185,84 +189,165 @@ impl Worker {
         self.ctx.stats.clone()
     }
 
-    /// Consumes tasks from `connection` until `shutdown` completes; then stops taking new
-    /// deliveries, finishes (and acks) the tasks in flight, and closes its channel. Deliveries
-    /// prefetched but not started go back to the queue when the channel closes.
+    /// Consumes tasks from `link` until `shutdown` completes; then stops taking new deliveries,
+    /// finishes (and acks) the tasks in flight, and closes its channel. Deliveries prefetched
+    /// but not started go back to the queue when the channel closes.
+    ///
+    /// A broker outage does not end it: once the link is back it subscribes again. The tasks of
+    /// the lost channel run to the end, but their acks fail, so RabbitMQ redelivers them and
+    /// the event store turns the redeliveries into duplicates acked without work.
     ///
     /// # Errors
     ///
-    /// Fails when the channel cannot be set up or breaks, and with [`WorkerError::Crashed`]
-    /// when an injected crash happened.
+    /// Fails when the first subscription cannot be set up (the queue exists with other
+    /// arguments, say), and with [`WorkerError::Crashed`] when an injected crash happened.
     pub async fn run(
         &self,
-        connection: &Connection,
+        link: &Link,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), WorkerError> {
-        let config = &self.ctx.config;
-        let channel = connection.create_channel().await?;
-        channel
-            .basic_qos(config.prefetch, BasicQosOptions::default())
-            .await?;
-        amqp::declare_queue(&channel, &config.queue).await?;
-        let mut consumer = channel
-            .basic_consume(
-                ShortString::from(config.queue.as_str()),
-                ShortString::from(""),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
-        let mut tasks = JoinSet::new();
+        let mut session = Session {
+            slots: Arc::new(Semaphore::new(self.ctx.config.concurrency.max(1))),
+            tasks: JoinSet::new(),
+        };
         let mut shutdown = std::pin::pin!(shutdown);
         let crashed = self.ctx.crashed.notified();
         let mut crashed = std::pin::pin!(crashed);
-        let mut result = Ok(());
-        loop {
-            let permit = tokio::select! {
-                p = slots.clone().acquire_owned() => p,
-                () = &mut shutdown => break,
-                () = &mut crashed => { result = Err(WorkerError::Crashed); break }
+        let mut backoff = Backoff::broker();
+        let mut subscribed_once = false;
+        let stop = loop {
+            let current = tokio::select! {
+                c = link.connected() => c,
+                () = &mut shutdown => break Stop::Shutdown,
+                () = &mut crashed => break Stop::Crashed,
             };
-            let Ok(permit) = permit else { break };
+            let consumed = self
+                .consume(
+                    &current.connection,
+                    &mut session,
+                    &mut shutdown,
+                    &mut crashed,
+                )
+                .await;
+            match consumed {
+                Ok(stop) => break stop,
+                Err((e, subscribed)) => {
+                    subscribed_once |= subscribed;
+                    if !subscribed_once {
+                        return Err(e);
+                    }
+                    if subscribed {
+                        backoff.reset();
+                    }
+                    tracing::warn!(error = %e, "lost the task channel; subscribing again once RabbitMQ is back");
+                    tokio::select! {
+                        () = backoff.wait() => {}
+                        () = &mut shutdown => break Stop::Shutdown,
+                    }
+                }
+            }
+        };
+        if stop == Stop::Crashed {
+            // A crash: nothing else gets acked (the channel, closed, handed every unacked
+            // delivery back to RabbitMQ, which redelivers it with `redelivered` set).
+            session.tasks.abort_all();
+            return Err(WorkerError::Crashed);
+        }
+        while session.tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    /// One subscription on `connection`: takes deliveries until shutdown, a crash, or the
+    /// channel fails. On shutdown it cancels the subscription and waits for the tasks in flight
+    /// before closing the channel. The error says whether the subscription had been set up.
+    async fn consume(
+        &self,
+        connection: &Connection,
+        session: &mut Session,
+        shutdown: &mut (impl Future<Output = ()> + Unpin),
+        crashed: &mut (impl Future<Output = ()> + Unpin),
+    ) -> Result<Stop, (WorkerError, bool)> {
+        let config = &self.ctx.config;
+        let (channel, mut consumer) = subscribe(connection, config)
+            .await
+            .map_err(|e| (e.into(), false))?;
+        let stop = loop {
+            let permit = tokio::select! {
+                p = session.slots.clone().acquire_owned() => p,
+                () = &mut *shutdown => break Stop::Shutdown,
+                () = &mut *crashed => break Stop::Crashed,
+            };
+            let Ok(permit) = permit else {
+                break Stop::Shutdown;
+            };
             let delivery = tokio::select! {
                 d = consumer.next() => d,
-                () = &mut shutdown => break,
-                () = &mut crashed => { result = Err(WorkerError::Crashed); break }
+                () = &mut *shutdown => break Stop::Shutdown,
+                () = &mut *crashed => break Stop::Crashed,
             };
             match delivery {
                 Some(Ok(delivery)) => {
                     let ctx = self.ctx.clone();
-                    tasks.spawn(service::scope(SERVICE, async move {
+                    session.tasks.spawn(service::scope(SERVICE, async move {
                         handle(&ctx, delivery).await;
                         drop(permit);
                     }));
                 }
-                Some(Err(e)) => {
-                    result = Err(e.into());
-                    break;
-                }
-                None => break,
+                Some(Err(e)) => return Err((e.into(), true)),
+                None => return Err((WorkerError::Cancelled, true)),
             }
-            while tasks.try_join_next().is_some() {}
+            while session.tasks.try_join_next().is_some() {}
+        };
+        if stop == Stop::Crashed {
+            // Before the channel closes, so no task acks after the crash.
+            session.tasks.abort_all();
         }
-        if matches!(result, Err(WorkerError::Crashed)) {
-            // A crash: nothing else gets acked. Closing the channel hands every unacked
-            // delivery back to RabbitMQ, which redelivers it with `redelivered` set.
-            tasks.abort_all();
-            let _ = close(&channel).await;
-            return result;
+        if stop == Stop::Shutdown {
+            let _ = channel
+                .basic_cancel(
+                    consumer.tag(),
+                    lapin::options::BasicCancelOptions::default(),
+                )
+                .await;
+            while session.tasks.join_next().await.is_some() {}
         }
-        let _ = channel
-            .basic_cancel(
-                consumer.tag(),
-                lapin::options::BasicCancelOptions::default(),
-            )
-            .await;
-        while tasks.join_next().await.is_some() {}
         let _ = close(&channel).await;
-        result
+        Ok(stop)
     }
+}
+
+/// The deliveries' concurrency slots and tasks, which outlive a lost channel.
+struct Session {
+    slots: Arc<Semaphore>,
+    tasks: JoinSet<()>,
+}
+
+/// Why consuming stopped, other than an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    Shutdown,
+    Crashed,
+}
+
+/// A channel with the worker's prefetch, subscribed to its queue.
+async fn subscribe(
+    connection: &Connection,
+    config: &WorkerConfig,
+) -> Result<(Channel, lapin::Consumer), lapin::Error> {
+    let channel = connection.create_channel().await?;
+    channel
+        .basic_qos(config.prefetch, BasicQosOptions::default())
+        .await?;
+    amqp::declare_queue(&channel, &config.queue).await?;
+    let consumer = channel
+        .basic_consume(
+            ShortString::from(config.queue.as_str()),
+            ShortString::from(""),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((channel, consumer))
 }
 
 async fn close(channel: &Channel) -> Result<(), lapin::Error> {

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use tb_load::Target;
 use tb_verify::Scan;
@@ -11,7 +12,7 @@ use tb_verify::Scan;
 /// Why one `POST /scan` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
-    /// The request did not get an answer.
+    /// The request did not get an answer (within [`REQUEST_TIMEOUT`], say).
     #[error("POST /scan: {0}")]
     Transport(reqwest::Error),
     /// scan-api answered with something other than 202.
@@ -42,6 +43,10 @@ pub(crate) struct ScanTarget {
     accepted: AtomicU64,
 }
 
+/// How long one `POST /scan` may take before it counts as failed. scan-api answers 503 once a
+/// publish confirm takes 5 s, so only a hung scan-api reaches this.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The sequence number of the probe scan.
 pub(crate) const PROBE: u64 = u64::MAX;
 
@@ -51,6 +56,7 @@ impl ScanTarget {
         Self {
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(connections)
+                .timeout(REQUEST_TIMEOUT)
                 .build()
                 .unwrap_or_default(),
             url: format!("http://{scan_api}/scan"),
