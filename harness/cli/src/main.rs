@@ -112,6 +112,18 @@ enum Command {
         /// Most spans kept, as well; no bound by default.
         #[arg(long)]
         max_spans: Option<u64>,
+        /// Most spans one export request may carry; a larger one is refused (413 /
+        /// `RESOURCE_EXHAUSTED`).
+        #[arg(long, default_value_t = tb_traces::sink::store::DEFAULT_MAX_SPANS_PER_REQUEST)]
+        max_spans_per_request: u64,
+        /// Most attributes (and events, and links) a span may carry; a larger span is refused
+        /// as a partial success.
+        #[arg(long, default_value_t = tb_traces::sink::store::DEFAULT_MAX_ATTRIBUTES_PER_SPAN)]
+        max_attributes_per_span: usize,
+        /// Most export requests handled at once; more are refused (429 / `RESOURCE_EXHAUSTED`)
+        /// for the exporter to retry.
+        #[arg(long, default_value_t = tb_traces::sink::store::DEFAULT_MAX_CONCURRENT_REQUESTS)]
+        max_concurrent_requests: usize,
     },
 }
 
@@ -408,6 +420,9 @@ async fn dispatch(cli: Cli) -> ExitCode {
             http_addr,
             max_bytes,
             max_spans,
+            max_spans_per_request,
+            max_attributes_per_span,
+            max_concurrent_requests,
         } => done(
             sink_standalone(SinkConfig {
                 grpc_addr,
@@ -415,6 +430,9 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 limits: Limits {
                     max_bytes,
                     max_spans: max_spans.unwrap_or(u64::MAX),
+                    max_spans_per_request,
+                    max_attributes_per_span,
+                    max_concurrent_requests,
                 },
             })
             .await,

@@ -636,3 +636,145 @@ async fn a_zero_bound_is_refused() {
         assert!(matches!(err, sink::SinkError::NoCapacity));
     }
 }
+
+/// A value nested `depth` arrays deep, as protobuf.
+fn nested_value(depth: usize) -> AnyValue {
+    use opentelemetry_proto::tonic::common::v1::ArrayValue;
+    let mut value = AnyValue {
+        value: Some(OtlpValue::IntValue(1)),
+    };
+    for _ in 0..depth {
+        value = AnyValue {
+            value: Some(OtlpValue::ArrayValue(ArrayValue {
+                values: vec![value],
+            })),
+        };
+    }
+    value
+}
+
+#[tokio::test]
+async fn hostile_otlp_is_refused_within_the_limits_and_the_sink_keeps_serving() {
+    let sink = sink::start(SinkConfig {
+        grpc_addr: "127.0.0.1:0".parse().expect("addr"),
+        http_addr: "127.0.0.1:0".parse().expect("addr"),
+        limits: sink::Limits {
+            max_spans_per_request: 10,
+            max_attributes_per_span: 4,
+            max_concurrent_requests: 1,
+            ..sink::Limits::default()
+        },
+    })
+    .await
+    .expect("sink starts");
+    let protobuf = "application/x-protobuf";
+    let error_of = |body: &[u8]| -> String {
+        let v: Value = serde_json::from_slice(body).expect("a JSON error");
+        v["error"].as_str().unwrap_or_default().to_owned()
+    };
+
+    // A gzip bomb: 32 MiB of zeros in a few KB, refused before it is inflated past the limit.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&vec![0u8; 32 << 20]).expect("gzip");
+    let bomb = gz.finish().expect("gzip");
+    assert!(bomb.len() < 64 * 1024);
+    let (status, body) = post(&sink, protobuf, Some("gzip"), bomb).await;
+    assert_eq!((status, error_of(&body)), (413, "too_large".to_owned()));
+
+    // More spans than one request may carry: refused whole.
+    let (status, body) = post(
+        &sink,
+        protobuf,
+        None,
+        request("many", 0, 1, 11).encode_to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (status, error_of(&body)),
+        (413, "too_many_spans".to_owned())
+    );
+
+    // Values nested past the decoder's recursion limit: a bad request, not a stack overflow.
+    let mut deep = request("deep", 0, 1, 1);
+    deep.resource_spans[0].scope_spans[0].spans[0].attributes = vec![OtlpKeyValue {
+        key: "deep".to_owned(),
+        value: Some(nested_value(10_000)),
+        ..Default::default()
+    }];
+    let (status, body) = post(&sink, protobuf, None, deep.encode_to_vec()).await;
+    assert_eq!(
+        (status, error_of(&body)),
+        (400, "invalid_protobuf".to_owned())
+    );
+    let depth = 10_000;
+    let json_deep = format!(
+        r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"{}","spanId":"00f067aa0ba902b7","name":"x","attributes":[{{"key":"deep","value":{}{{"intValue":"1"}}{}}}]}}]}}]}}]}}"#,
+        trace_hex(9),
+        r#"{"arrayValue":{"values":["#.repeat(depth),
+        "]}}".repeat(depth)
+    );
+    let (status, body) = post(&sink, "application/json", None, json_deep.into_bytes()).await;
+    assert_eq!((status, error_of(&body)), (400, "invalid_json".to_owned()));
+
+    // A span with too many attributes is refused alone; the rest of its request is stored.
+    let mut wide = request("wide", 0, 1, 3);
+    wide.resource_spans[0].scope_spans[0].spans[2].attributes = (0..5)
+        .map(|i| kv(&format!("k{i}"), OtlpValue::IntValue(i)))
+        .collect();
+    let (status, body) = post(&sink, protobuf, None, wide.encode_to_vec()).await;
+    assert_eq!(status, 200);
+    let answer =
+        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(
+            body.as_slice(),
+        )
+        .expect("protobuf response");
+    let partial = answer.partial_success.expect("a partial success");
+    assert_eq!(partial.rejected_spans, 1);
+    assert!(
+        partial.error_message.contains("more than 4"),
+        "{}",
+        partial.error_message
+    );
+    assert_eq!(sink.store().get(&trace_hex(1)).map(|s| s.len()), Some(2));
+
+    // Busy: with the one request slot taken, the next request is told to come back.
+    let permit = sink.store().admit(1).expect("a free slot");
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/traces", sink.http_endpoint()))
+        .header("content-type", protobuf)
+        .body(request("busy", 1, 1, 1).encode_to_vec())
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(res.status().as_u16(), 429);
+    assert_eq!(
+        res.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    drop(permit);
+
+    // A search limit past the cap is a bad request, not a long render under the lock.
+    let res = reqwest::get(format!(
+        "{}/api/search?limit={}",
+        sink.http_endpoint(),
+        sink::tempo::MAX_SEARCH_LIMIT + 1
+    ))
+    .await
+    .expect("answers");
+    assert_eq!(res.status().as_u16(), 400);
+
+    // Still serving, and every refusal counted.
+    let (status, _) = post(
+        &sink,
+        protobuf,
+        None,
+        request("ok", 1, 1, 2).encode_to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(sink.store().get(&trace_hex(2)).map(|s| s.len()), Some(2));
+    let stats = sink.store().stats();
+    assert_eq!((stats.requests_refused, stats.spans_rejected), (2, 1));
+}

@@ -24,7 +24,7 @@ use prost::Message as _;
 use tb_web::ApiError;
 use tonic::codec::CompressionEncoding;
 
-use super::store::{IngestOutcome, TraceStore};
+use super::store::{IngestOutcome, Limits, Refusal, TraceStore};
 
 /// The largest export request accepted, compressed or not, over either transport. The SDKs'
 /// default batch of 512 spans is 100–300 KB; this leaves room for large attributes.
@@ -33,13 +33,50 @@ pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
 
-fn response_for(outcome: IngestOutcome) -> ExportTraceServiceResponse {
+fn response_for(outcome: IngestOutcome, limits: Limits) -> ExportTraceServiceResponse {
+    let invalid = outcome.rejected - outcome.oversized;
+    let mut why = Vec::new();
+    if invalid > 0 {
+        why.push(format!(
+            "{invalid} without a 16-byte, non-zero trace id and an 8-byte span id"
+        ));
+    }
+    if outcome.oversized > 0 {
+        why.push(format!(
+            "{} with more than {} attributes, events or links",
+            outcome.oversized, limits.max_attributes_per_span
+        ));
+    }
     ExportTraceServiceResponse {
         partial_success: (outcome.rejected > 0).then(|| ExportTracePartialSuccess {
             rejected_spans: i64::try_from(outcome.rejected).unwrap_or(i64::MAX),
-            error_message: "spans need a 16-byte, non-zero trace id and an 8-byte span id"
-                .to_owned(),
+            error_message: format!("spans refused: {}", why.join("; ")),
         }),
+    }
+}
+
+/// Spans in `request`.
+fn span_count(request: &ExportTraceServiceRequest) -> u64 {
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len() as u64)
+        .sum()
+}
+
+/// A refused request over HTTP: 413 for too many spans, 429 with `Retry-After` when busy.
+fn http_refusal(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::TooManySpans { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_spans",
+            refusal.to_string(),
+        ),
+        Refusal::Busy(_) => {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", refusal.to_string())
+                .with_retry_after(1)
+        }
     }
 }
 
@@ -71,8 +108,15 @@ impl TraceService for OtlpGrpc {
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let request = request.into_inner();
         self.store.note_request(request.encoded_len());
+        let _permit = self
+            .store
+            .admit(span_count(&request))
+            .map_err(|r| tonic::Status::resource_exhausted(r.to_string()))?;
         let outcome = self.store.ingest(request);
-        Ok(tonic::Response::new(response_for(outcome)))
+        Ok(tonic::Response::new(response_for(
+            outcome,
+            self.store.limits(),
+        )))
     }
 }
 
@@ -161,7 +205,8 @@ pub(crate) async fn export_http(
         Encoding::Json => serde_json::from_slice(&body)
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?,
     };
-    let response = response_for(store.ingest(request));
+    let _permit = store.admit(span_count(&request)).map_err(http_refusal)?;
+    let response = response_for(store.ingest(request), store.limits());
     Ok(match encoding {
         Encoding::Protobuf => (
             [(header::CONTENT_TYPE, HeaderValue::from_static(PROTOBUF))],
@@ -220,15 +265,35 @@ mod tests {
 
     #[test]
     fn rejected_spans_are_reported_as_partial_success() {
-        let ok = response_for(IngestOutcome {
-            accepted: 3,
-            rejected: 0,
-        });
+        let limits = Limits::default();
+        let ok = response_for(
+            IngestOutcome {
+                accepted: 3,
+                ..IngestOutcome::default()
+            },
+            limits,
+        );
         assert_eq!(ok.partial_success, None);
-        let partial = response_for(IngestOutcome {
-            accepted: 1,
-            rejected: 2,
-        });
-        assert_eq!(partial.partial_success.map(|p| p.rejected_spans), Some(2));
+        let partial = response_for(
+            IngestOutcome {
+                accepted: 1,
+                rejected: 3,
+                oversized: 1,
+            },
+            limits,
+        )
+        .partial_success
+        .expect("partial");
+        assert_eq!(partial.rejected_spans, 3);
+        assert!(
+            partial.error_message.contains("2 without"),
+            "{}",
+            partial.error_message
+        );
+        assert!(
+            partial.error_message.contains("1 with more than 1024"),
+            "{}",
+            partial.error_message
+        );
     }
 }

@@ -45,13 +45,32 @@ pub struct Limits {
     pub max_bytes: u64,
     /// Spans held.
     pub max_spans: u64,
+    /// Spans one export request may carry; a larger request is refused whole
+    /// ([`TraceStore::admit`]).
+    pub max_spans_per_request: u64,
+    /// Attributes a span may carry, and attributes, events and links each; a span over it is
+    /// refused (a partial success), the rest of its request stored.
+    pub max_attributes_per_span: usize,
+    /// Export requests handled at once; more are refused (429 / `RESOURCE_EXHAUSTED`) for the
+    /// exporter to retry.
+    pub max_concurrent_requests: usize,
 }
+
+/// The default [`Limits::max_spans_per_request`]: 128 times the SDKs' default batch of 512.
+pub const DEFAULT_MAX_SPANS_PER_REQUEST: u64 = 65_536;
+/// The default [`Limits::max_attributes_per_span`], eight times the SDKs' default of 128.
+pub const DEFAULT_MAX_ATTRIBUTES_PER_SPAN: usize = 1024;
+/// The default [`Limits::max_concurrent_requests`].
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 64;
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_bytes: DEFAULT_MAX_BYTES,
             max_spans: u64::MAX,
+            max_spans_per_request: DEFAULT_MAX_SPANS_PER_REQUEST,
+            max_attributes_per_span: DEFAULT_MAX_ATTRIBUTES_PER_SPAN,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
         }
     }
 }
@@ -227,8 +246,13 @@ impl Trace {
 pub struct StoreStats {
     /// Spans accepted since the store was created (or cleared), evicted ones included.
     pub spans_received: u64,
-    /// Spans refused because their trace or span id was not 16 or 8 bytes, or all zero.
+    /// Spans refused because their trace or span id was not 16 or 8 bytes, or all zero, or they
+    /// carried more than [`Limits::max_attributes_per_span`].
     pub spans_rejected: u64,
+    /// Export requests refused whole ([`TraceStore::admit`]): too many spans, or too many
+    /// requests at once.
+    #[serde(default)]
+    pub requests_refused: u64,
     /// Export requests received, with the bytes of their messages, uncompressed (the
     /// protobuf message over gRPC; the body, inflated, over HTTP).
     #[serde(default)]
@@ -256,8 +280,26 @@ pub struct StoreStats {
 pub struct IngestOutcome {
     /// Spans stored.
     pub accepted: u64,
-    /// Spans refused for an invalid trace or span id.
+    /// Spans refused: an invalid trace or span id, or over the attribute limit.
     pub rejected: u64,
+    /// Of the refused, those over [`Limits::max_attributes_per_span`].
+    pub oversized: u64,
+}
+
+/// Why an export request is refused before anything of it is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// More spans than [`Limits::max_spans_per_request`].
+    #[error("the request carries {spans} spans; at most {max} per request")]
+    TooManySpans {
+        /// Spans in the request.
+        spans: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// [`Limits::max_concurrent_requests`] requests are being handled already.
+    #[error("{0} export requests are in progress already; retry later")]
+    Busy(usize),
 }
 
 /// Which traces [`TraceStore::search`] returns.
@@ -358,11 +400,22 @@ impl Inner {
     }
 }
 
+/// Whether `span` carries more than `max` attributes, events or links, or an event or link
+/// more than `max` attributes.
+fn oversized(span: &OtlpSpan, max: usize) -> bool {
+    span.attributes.len() > max
+        || span.events.len() > max
+        || span.links.len() > max
+        || span.events.iter().any(|e| e.attributes.len() > max)
+        || span.links.iter().any(|l| l.attributes.len() > max)
+}
+
 /// Traces received by the sink, bounded by [`Limits`]. Share it behind an [`Arc`].
 #[derive(Debug)]
 pub struct TraceStore {
     limits: Limits,
     inner: Mutex<Inner>,
+    requests: tokio::sync::Semaphore,
 }
 
 impl Default for TraceStore {
@@ -378,9 +431,35 @@ impl TraceStore {
             limits: Limits {
                 max_bytes: limits.max_bytes.max(1),
                 max_spans: limits.max_spans.max(1),
+                max_concurrent_requests: limits.max_concurrent_requests.max(1),
+                ..limits
             },
             inner: Mutex::new(Inner::default()),
+            requests: tokio::sync::Semaphore::new(limits.max_concurrent_requests.max(1)),
         }
+    }
+
+    /// Admits one export request of `spans` spans, or says why not: too many spans for one
+    /// request, or too many requests at once. Hold the permit while the request is handled.
+    /// A refusal is counted in [`StoreStats::requests_refused`].
+    ///
+    /// # Errors
+    ///
+    /// [`Refusal`] when the request may not be handled now.
+    pub fn admit(&self, spans: u64) -> Result<tokio::sync::SemaphorePermit<'_>, Refusal> {
+        let refusal = if spans > self.limits.max_spans_per_request {
+            Refusal::TooManySpans {
+                spans,
+                max: self.limits.max_spans_per_request,
+            }
+        } else {
+            match self.requests.try_acquire() {
+                Ok(permit) => return Ok(permit),
+                Err(_) => Refusal::Busy(self.limits.max_concurrent_requests),
+            }
+        };
+        self.lock().stats.requests_refused += 1;
+        Err(refusal)
     }
 
     /// The bounds.
@@ -418,6 +497,11 @@ impl TraceStore {
                         outcome.rejected += 1;
                         continue;
                     };
+                    if oversized(&span, self.limits.max_attributes_per_span) {
+                        outcome.rejected += 1;
+                        outcome.oversized += 1;
+                        continue;
+                    }
                     let trace = match inner.traces.entry(key) {
                         Entry::Occupied(e) => e.into_mut(),
                         Entry::Vacant(e) => {

@@ -17,6 +17,8 @@ use super::store::{SearchQuery, StoreStats, TraceStore, TraceSummary, parse_trac
 
 /// Tempo's default search limit.
 pub const DEFAULT_SEARCH_LIMIT: usize = 20;
+/// The largest search `limit` answered: the summaries are rendered under the store's lock.
+pub const MAX_SEARCH_LIMIT: usize = 10_000;
 
 /// `GET /api/traces/{trace_id}`: the trace as Tempo's v1 JSON, 404 when not held, 400 when the
 /// id is not 1–32 hex digits.
@@ -128,9 +130,15 @@ pub(crate) async fn search(
     }
     let tags = parse_tags(params.tags.as_deref().unwrap_or_default())
         .map_err(|e| ApiError::bad_request(format!("tags: {e}")))?;
+    let limit = params.limit.unwrap_or(DEFAULT_SEARCH_LIMIT);
+    if limit > MAX_SEARCH_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "limit: at most {MAX_SEARCH_LIMIT}, got {limit}"
+        )));
+    }
     let query = SearchQuery {
         tags,
-        limit: params.limit.unwrap_or(DEFAULT_SEARCH_LIMIT),
+        limit,
         start_ns: params.start.map(|s| s.saturating_mul(1_000_000_000)),
         // `end` is a whole second; everything within that second is included.
         end_ns: params
