@@ -112,6 +112,11 @@ fn free_port(name: &'static str) -> Result<SocketAddr, ChildrenError> {
 }
 
 impl Children {
+    /// Takes the embedded Kafka broker down and up, when the children run on one.
+    pub fn kafka_control(&self) -> Option<tb_messaging::kafka::KafkaControl> {
+        self._kafka.as_ref().and_then(EmbeddedKafka::control)
+    }
+
     /// Spawns one `exe service <name>` per service with `scenario`'s knobs and `wiring`'s
     /// brokers and queue (its listen addresses are replaced by free ports), exporting to
     /// `otlp`; each child's output goes to `log_dir/<name>.log`.

@@ -67,6 +67,8 @@ fn check_accepts_the_shipped_scenarios() {
         "capacity",
         "overhead",
         "overhead-self-test",
+        "outage-rabbitmq",
+        "outage-kafka",
     ] {
         let out = tracebench(&["check", &format!("scenarios/{file}.yaml")]);
         assert_eq!(
@@ -94,6 +96,14 @@ fn a_bad_scenario_exits_2_naming_the_field() {
             "name: t\nduration: 5s\nload:\n  arrival: poisson\n  rate: 5\nservices:\n  vision:\n    latency: {lognormal: {median_ms: 100, p99_ms: 10}}\n",
             "services.vision.latency",
         ),
+        (
+            "name: t\nduration: 5s\nload:\n  arrival: poisson\n  rate: 5\nfaults:\n  schedule:\n    - {at: 4s, for: 3s, fault: {outage: rabbitmq}}\n",
+            "faults.schedule[0].for",
+        ),
+        (
+            "name: t\nduration: 9s\nload:\n  arrival: poisson\n  rate: 5\nfaults:\n  schedule:\n    - {at: 1s, for: 3s, fault: {blackhole: kafka}}\n",
+            "faults.schedule[0].fault",
+        ),
     ] {
         let file = dir.join("bad.yaml");
         std::fs::write(&file, text).expect("write");
@@ -107,6 +117,29 @@ fn a_bad_scenario_exits_2_naming_the_field() {
             );
         }
     }
+}
+
+#[test]
+fn a_rabbitmq_outage_mid_run_is_refused_meanwhile_and_loses_no_accepted_scan() {
+    let dir = scratch("outage-rabbitmq");
+    let result = run_scenario_with("outage-rabbitmq", &dir, &[], &[], 0);
+    assert_eq!(result["passed"], true, "{result}");
+    assert_eq!(result["faults"][0]["fault"], "outage rabbitmq", "{result}");
+    // Refused while RabbitMQ was away (503), accepted before and after, nothing lost.
+    let failed = result["requests"]["failed"].as_u64().expect("failed");
+    assert!(failed > 0, "{result}");
+    assert!(
+        result["sample_errors"].to_string().contains("503"),
+        "{}",
+        result["sample_errors"]
+    );
+    assert_eq!(result["scans"]["lost"], 0);
+    assert_eq!(result["scans"]["completed"], result["scans"]["accepted"]);
+    assert_eq!(
+        result["traces"]["complete_ratio"], 1.0,
+        "{}",
+        result["traces"]
+    );
 }
 
 #[test]

@@ -93,6 +93,16 @@ pub struct TraceSummary {
     pub other_problems: BTreeMap<String, u64>,
     /// Spans of unsampled scans, or of no scan at all.
     pub stray_spans: u64,
+    /// Requests refused at the front door (a trace whose root is the template's root span
+    /// answered with a 4xx or 5xx status, such as `POST /scan` → 503 while the broker is
+    /// away): never accepted, so nothing follows them, and they are not strays.
+    #[serde(default)]
+    pub refused: u64,
+    /// Redeliveries a consumer recognised as done and acknowledged without work (spans marked
+    /// `task.duplicate` with no children): at-least-once delivery at work, set aside before a
+    /// trace is judged.
+    #[serde(default)]
+    pub duplicate_deliveries: u64,
     /// Up to five stray spans, as `service/name (trace id)`.
     pub stray_examples: Vec<String>,
     /// Up to ten incomplete traces with their problems.
@@ -383,6 +393,8 @@ fn judge_core(
         let is_sampled = sampled(&scan.trace_id);
         let problems = if is_sampled {
             summary.expected += 1;
+            let (members, duplicates) = without_duplicate_deliveries(&members);
+            summary.duplicate_deliveries += duplicates;
             let problems = judge_unit(template, &scan.trace_id, &members, &stray_roots);
             summary.record(scan, &problems, lost);
             problems
@@ -400,10 +412,15 @@ fn judge_core(
         });
         unit_members.push(member_indexes);
     }
-    // Spans in traces no scan claimed.
+    // Spans in traces no scan claimed: refused requests, or strays.
     for (trace, members) in &index.by_trace {
         if !claimed.contains(trace) {
-            summary.note_strays(&index.resolve(members));
+            let members = index.resolve(members);
+            if refused(template, &members) {
+                summary.refused += 1;
+            } else {
+                summary.note_strays(&members);
+            }
         }
     }
     summary.finish();
@@ -411,6 +428,61 @@ fn judge_core(
 }
 
 /// The problems of one sampled scan's unit (its spans in `members`).
+/// Whether `spans` (one trace) is a request refused at the front door: its root is the
+/// template's root span, answered with an HTTP status of 400 or more.
+fn refused(template: &Template, spans: &[&Span]) -> bool {
+    spans.iter().any(|s| {
+        s.parent_span_id.is_none()
+            && template.is_root(s)
+            && s.attr("http.response.status_code")
+                .and_then(|c| c.parse::<u16>().ok())
+                .is_some_and(|c| c >= 400)
+    })
+}
+
+/// `members` without the redeliveries handled as duplicates, and how many those were: a
+/// CONSUMER span marked `*.duplicate = true` (the worker's `task.duplicate`, the consumers'
+/// `event.duplicate`), with everything under it, unless something under it produced a message
+/// (then it did work the trace needs, such as announcing a scan the first delivery did not).
+fn without_duplicate_deliveries<'a>(members: &[&'a Span]) -> (Vec<&'a Span>, u64) {
+    let marked = |s: &Span| {
+        s.kind == Kind::Consumer
+            && s.attributes
+                .iter()
+                .any(|(k, v)| k.ends_with(".duplicate") && v == "true")
+    };
+    if !members.iter().any(|s| marked(s)) {
+        return (members.to_vec(), 0);
+    }
+    let mut children: HashMap<&str, Vec<&Span>> = HashMap::new();
+    for s in members {
+        if let Some(p) = s.parent_span_id.as_deref() {
+            children.entry(p).or_default().push(s);
+        }
+    }
+    let mut set_aside: HashSet<&str> = HashSet::new();
+    let mut duplicates = 0;
+    for root in members.iter().filter(|s| marked(s)) {
+        let mut subtree = vec![*root];
+        let mut i = 0;
+        while let Some(s) = subtree.get(i) {
+            subtree.extend(children.get(s.span_id.as_str()).into_iter().flatten());
+            i += 1;
+        }
+        if subtree.iter().skip(1).any(|s| s.kind == Kind::Producer) {
+            continue;
+        }
+        duplicates += 1;
+        set_aside.extend(subtree.iter().map(|s| s.span_id.as_str()));
+    }
+    let kept = members
+        .iter()
+        .filter(|s| !set_aside.contains(s.span_id.as_str()))
+        .copied()
+        .collect();
+    (kept, duplicates)
+}
+
 fn judge_unit(
     template: &Template,
     trace_id: &str,
@@ -709,6 +781,82 @@ mod tests {
     fn verdict_with_loss(spans: &[Span]) -> TraceSummary {
         let template = Template::seed_pipeline(Relation::Child);
         judge_with_loss(&template, &the_scan(), spans, |_| true, true).0
+    }
+
+    #[test]
+    fn a_redelivery_acked_without_work_is_set_aside_and_a_refused_request_is_no_stray() {
+        use Kind::{Consumer, Internal, Producer, Server};
+        let mut spans = scan(1);
+        // The task redelivered after its ack was lost: one more process_image under the same
+        // publish, marked duplicate, with no children.
+        let publish = spans[3].span_id.clone();
+        let mut b = Builder::new(TRACE);
+        b.spans = spans.clone();
+        let dup = b.add(Some(&publish), "worker", "process_image", Consumer);
+        spans = b.spans;
+        let unmarked = verdict(&spans);
+        assert!(
+            !unmarked.1.is_empty(),
+            "an unmarked extra delivery is a problem"
+        );
+        spans
+            .iter_mut()
+            .find(|s| s.span_id == dup)
+            .expect("dup")
+            .attributes
+            .insert("task.duplicate".to_owned(), "true".to_owned());
+        // And a Kafka record read again after a rebalance: my consumer's second delivery, with
+        // its child, marked duplicate.
+        let event = spans
+            .iter()
+            .find(|s| s.name == "publish scan.completed")
+            .expect("event")
+            .span_id
+            .clone();
+        let mut b = Builder::new(TRACE);
+        b.spans = spans;
+        let again = b.add(
+            Some(&event),
+            "my-consumer",
+            "process scan.completed",
+            Consumer,
+        );
+        b.add(Some(&again), "my-consumer", "record_history", Internal);
+        spans = b.spans;
+        spans
+            .iter_mut()
+            .find(|s| s.span_id == again)
+            .expect("again")
+            .attributes
+            .insert("event.duplicate".to_owned(), "true".to_owned());
+        // A request scan-api refused (503): its own trace, not a scan, not a stray.
+        let mut refused = Builder::new("0af7651916cd43dd8448eb211c80319c");
+        let root = refused.add(None, "scan-api", "POST /scan", Server);
+        refused.add(Some(&root), "scan-api", "validate_request", Internal);
+        refused.add(Some(&root), "scan-api", "publish scan.tasks", Producer);
+        refused.spans[0]
+            .attributes
+            .insert("http.response.status_code".to_owned(), "503".to_owned());
+        spans.extend(refused.spans.clone());
+        let (summary, problems) = verdict(&spans);
+        assert_eq!(problems, []);
+        assert_eq!(
+            (
+                summary.complete,
+                summary.duplicate_deliveries,
+                summary.refused,
+                summary.stray_spans
+            ),
+            (1, 2, 1, 0)
+        );
+        // Answered 202, the same root would be a stray: the rule reads the status.
+        let mut accepted = refused.spans;
+        accepted[0]
+            .attributes
+            .insert("http.response.status_code".to_owned(), "202".to_owned());
+        let mut spans = scan(1);
+        spans.extend(accepted);
+        assert_eq!(verdict(&spans).0.stray_spans, 3);
     }
 
     /// One scan whose my consumer lost the context: its spans in `trace`, the consumer a root

@@ -322,6 +322,13 @@ impl Template {
         Self::from_tree(&root).unwrap_or(Self { sigs: Vec::new() })
     }
 
+    /// Whether `span` is the template's root: its service, name and kind.
+    pub(crate) fn is_root(&self, span: &Span) -> bool {
+        self.sigs
+            .iter()
+            .any(|e| e.parents.is_empty() && e.matches_name(span) && e.kind == span.kind)
+    }
+
     /// The signature a span matches by service and name (any kind), and whether the kind fits.
     pub(crate) fn classify(&self, span: &Span) -> Option<(usize, bool)> {
         let mut by_name = None;

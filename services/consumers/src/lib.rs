@@ -37,6 +37,10 @@ use crate::offsets::Offsets;
 pub const CHARACTER: &str = "character-consumer";
 /// The my consumer's service name.
 pub const MY: &str = "my-consumer";
+/// Set (true) on a CONSUMER span whose record was processed before: a redelivery, handled
+/// without doing anything twice.
+pub const DUPLICATE: &str = "event.duplicate";
+
 /// The character consumer's consumer group.
 pub const CHARACTER_GROUP: &str = "character";
 /// The my consumer's consumer group.
@@ -205,8 +209,8 @@ impl Stopping {
 /// on shutdown it finishes what is in flight and commits synchronously. A record whose handler
 /// returns false (it gave up at shutdown) is left unfinished: nothing at or above it is stored.
 ///
-/// A failed receive (the broker is away, a partition moved) is logged and retried with
-/// backoff: only `shutdown` ends the loop.
+/// A failed receive (the broker is away, a partition moved) is logged and receiving goes on:
+/// only `shutdown` ends the loop.
 async fn consume<F, Fut>(
     service: &'static str,
     consumer: StreamConsumer,
@@ -224,8 +228,10 @@ where
     let mut offsets = Offsets::default();
     let mut in_flight = FuturesUnordered::new();
     let concurrency = concurrency.max(1);
-    let mut backoff = Backoff::broker();
-    let mut pause: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    // librdkafka reconnects by itself and reports each failed attempt as an error event in
+    // the consumer's queue: a receive error is an event to note, not a state to wait out
+    // (pausing per event once left a minute of queued errors to read after a 10 s outage).
+    let mut errors = ErrorLog::default();
     loop {
         tokio::select! {
             // Finished records first: they free slots and move the stored offsets on.
@@ -235,20 +241,14 @@ where
                     store(&consumer, &mut offsets, partition, offset);
                 }
             }
-            () = async { pause.as_mut().expect("guarded").await }, if pause.is_some() => {
-                pause = None;
-            }
-            m = consumer.recv(), if pause.is_none() && in_flight.len() < concurrency => {
+            m = consumer.recv(), if in_flight.len() < concurrency => {
                 let message = match m {
                     Ok(message) => message,
                     Err(e) => {
-                        let wait = backoff.next_wait();
-                        tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "receiving from Kafka failed; retrying");
-                        pause = Some(Box::pin(tokio::time::sleep(wait)));
+                        errors.note(&e);
                         continue;
                     }
                 };
-                backoff.reset();
                 let (partition, offset) = (message.partition(), message.offset());
                 offsets.start(partition, offset);
                 let work = service::scope(service, handle(message, Stopping(stopping_rx.clone())));
@@ -272,6 +272,28 @@ where
             rdkafka::types::RDKafkaErrorCode::NoOffset,
         )) => Ok(()),
         other => other,
+    }
+}
+
+/// Receive errors, logged at most once a second with how many came since the last line.
+#[derive(Default)]
+struct ErrorLog {
+    last: Option<Instant>,
+    since: u64,
+}
+
+impl ErrorLog {
+    fn note(&mut self, error: &rdkafka::error::KafkaError) {
+        self.since += 1;
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        tracing::warn!(error = %error, errors = self.since, "receiving from Kafka failed; librdkafka retries");
+        self.last = Some(Instant::now());
+        self.since = 0;
     }
 }
 
@@ -316,6 +338,7 @@ pub async fn run_character(
             let span = consumer_span(&message, CHARACTER_GROUP, config.relation);
             let event = parse(&message, &span);
             let (rewards, producer, processed, config) = (&rewards, &producer, &processed, &config);
+            let delivery = span.clone();
             async move {
                 let Some(event) = event else { return true };
                 let pending = async {
@@ -325,6 +348,8 @@ pub async fn run_character(
                         let pending = rewards.pending(&event);
                         if pending.is_none() {
                             Span::current().set_attribute("reward.duplicate", true);
+                            // The delivery itself is a duplicate: the verifier sets it aside.
+                            delivery.set_attribute(DUPLICATE, true);
                             tracing::info!(task.id = %event.task_id, "reward already granted");
                         }
                         pending
@@ -404,11 +429,13 @@ pub async fn run_my(
         let span = consumer_span(&message, MY_GROUP, config.relation);
         let event = parse(&message, &span);
         let (history, processed) = (&history, &processed);
+        let delivery = span.clone();
         async move {
             let Some(event) = event else { return true };
             tracing::info_span!("record_history").in_scope(|| {
                 if !history.record(&event) {
                     Span::current().set_attribute("history.duplicate", true);
+                    delivery.set_attribute(DUPLICATE, true);
                 }
             });
             tracing::info!(task.id = %event.task_id, "history recorded");

@@ -11,8 +11,8 @@ pub mod terminal;
 pub use html::{DrawError, html};
 pub use junit::junit;
 pub use schema::{
-    CapacitySection, CapacityStep, LatencySection, ProcessUsage, RunResult, SCHEMA_VERSION,
-    SpanSummary, TracesSection, Verdict,
+    CapacitySection, CapacityStep, InjectedFault, LatencySection, ProcessUsage, RunResult,
+    SCHEMA_VERSION, SpanSummary, TracesSection, Verdict,
 };
 pub use terminal::summary;
 

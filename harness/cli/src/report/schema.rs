@@ -148,6 +148,17 @@ pub struct CapacitySection {
     pub steps: Vec<CapacityStep>,
 }
 
+/// A fault of `faults.schedule`, as played.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InjectedFault {
+    /// What: `outage rabbitmq`, `latency rabbitmq 50ms`.
+    pub fault: String,
+    /// When it started, seconds after the load started.
+    pub at_s: f64,
+    /// How long it lasted, seconds.
+    pub for_s: f64,
+}
+
 /// `result.json`: a stable schema, documented in `scenarios/README.md`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
@@ -189,6 +200,9 @@ pub struct RunResult {
     /// describes the highest rate that held (or the first step, when none did).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<CapacitySection>,
+    /// The faults of `faults.schedule` played during the load.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<InjectedFault>,
     /// CPU and memory of each process of the run (Linux).
     #[serde(default)]
     pub processes: Vec<ProcessUsage>,

@@ -147,6 +147,13 @@ fn traces(s: &mut String, t: &TracesSection, verification_ms: f64) {
             t2.telemetry_loss
         );
     }
+    if t2.refused > 0 || t2.duplicate_deliveries > 0 {
+        let _ = writeln!(
+            s,
+            "  refused requests {} (traces that end at the front door)  duplicate deliveries {} (set aside)",
+            t2.refused, t2.duplicate_deliveries
+        );
+    }
     for (edge, n) in &t2.broken_edges {
         let share = t2.broken_share.get(edge).copied().unwrap_or(0.0) * 100.0;
         let _ = writeln!(s, "  broken  {edge}: {n} ({share:.1} %)");

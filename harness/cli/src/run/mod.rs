@@ -8,9 +8,11 @@
 //! | [`traces`]    | reading spans back, judging every scan, waterfalls              |
 //! | [`expect`]    | the scenario's expectations, one verdict each                   |
 //! | `capacity`    | the saturation search: rate after rate until one does not hold  |
+//! | `faults`      | `faults.schedule`: the RabbitMQ proxy, Kafka's controls, playing |
 
 mod capacity;
 pub mod expect;
+mod faults;
 mod progress;
 mod target;
 pub mod traces;
@@ -93,6 +95,9 @@ pub enum RunError {
     /// Writing the output failed.
     #[error("writing {0}: {1}")]
     Output(PathBuf, std::io::Error),
+    /// The scenario's fault schedule cannot be played here.
+    #[error("faults.schedule: {0}")]
+    Faults(String),
 }
 
 /// Runs `scenario` on provisioned infrastructure (see [`crate::infra::provision`]): starts the
@@ -120,6 +125,7 @@ pub async fn run(
         trackers,
         feed,
         target,
+        proxy,
     } = open(scenario, infra, options).await?;
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     // This process's span counts (and the sink's evictions) so far, its queue flushed.
@@ -131,13 +137,22 @@ pub async fn run(
         counts.evicted = spans.evicted();
         counts
     };
+    let playing = faults::play(
+        &scenario.faults,
+        proxy,
+        running.kafka_control(),
+        options.quiet,
+    )?;
+    let driven = load(scenario, &target, &trackers, &counted, options.quiet).await;
+    // Every fault is over before the drain: the scans still in flight need the brokers back.
+    let injected = playing.stop().await;
     let Driven {
         load,
         capacity,
         scans,
         unjudged,
         at_capacity,
-    } = load(scenario, &target, &trackers, &counted, options.quiet).await?;
+    } = driven?;
     let processes = running.usage(target.accepted());
     let children_spans = stop(running, feed, &wiring).await;
     // A search is judged at its capacity: spans the SDK dropped in the overloaded step after
@@ -192,6 +207,7 @@ pub async fn run(
         histogram: load.histogram,
         sample_errors: load.sample_errors,
         capacity,
+        faults: injected,
         processes,
         passed: expectations.iter().all(|v| v.passed),
         expectations,
@@ -233,6 +249,7 @@ pub async fn measure(
         trackers,
         feed,
         target,
+        proxy: _,
     } = open(scenario, infra, options).await?;
     let plan = plan(scenario);
     if !scenario.warmup.is_zero() {
@@ -283,6 +300,8 @@ struct Session {
     trackers: Arc<CurrentTracker>,
     feed: tokio::task::JoinHandle<()>,
     target: Arc<ScanTarget>,
+    /// The fault proxy in front of RabbitMQ, when the fault schedule needs one.
+    proxy: Option<Arc<tb_faults::Proxy>>,
 }
 
 /// Starts the scenario's services on a task queue of their own (so a run never takes tasks
@@ -293,7 +312,8 @@ async fn open(
     options: &RunOptions,
 ) -> Result<Session, RunError> {
     let queue = format!("scan.tasks.run-{:016x}", rand::random::<u64>());
-    let wiring = Wiring::ephemeral(infra.amqp_url.clone(), infra.kafka.clone(), queue);
+    let (amqp_url, proxy) = faults::rabbitmq(&scenario.faults, &infra.amqp_url).await?;
+    let wiring = Wiring::ephemeral(amqp_url, infra.kafka.clone(), queue);
     let (running, scan_api, processed) = start(scenario, &wiring, options).await?;
     let trackers = Arc::new(CurrentTracker::default());
     let feed = tokio::spawn(count_completions(processed, trackers.clone()));
@@ -305,6 +325,7 @@ async fn open(
         trackers,
         feed,
         target,
+        proxy,
     })
 }
 
@@ -383,6 +404,13 @@ fn verdicts(
     if let Some(c) = capacity {
         verdicts.push(capacity::verdict(c));
     }
+    // An accepted scan must complete, whatever the load or the faults: lost is never fine.
+    verdicts.push(Verdict {
+        name: "scans.lost".to_owned(),
+        expected: 0.0,
+        actual: load.followed.lost as f64,
+        passed: load.followed.lost == 0,
+    });
     if traces.is_some() {
         verdicts.push(Verdict {
             name: "telemetry.spans_lost".to_owned(),
@@ -434,6 +462,16 @@ impl Running {
                 peak_rss_kb,
             })
             .collect()
+    }
+
+    /// Takes the embedded Kafka broker down and up, when the services run on one.
+    fn kafka_control(&self) -> Option<tb_messaging::kafka::KafkaControl> {
+        match self {
+            Self::InProcess(pipeline) => pipeline
+                .embedded_kafka()
+                .and_then(tb_messaging::kafka::EmbeddedKafka::control),
+            Self::Children(children) => children.kafka_control(),
+        }
     }
 
     /// Each process's CPU time now (see [`crate::usage::CpuSnapshot`]).

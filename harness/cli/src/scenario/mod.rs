@@ -13,9 +13,10 @@ use std::path::Path;
 
 pub use error::ScenarioError;
 pub use plan::{
-    Arm, CapacitySearch, Expect, Infra, OverheadPlan, OverheadRate, Scenario, TracingPlan, arm_name,
+    Arm, CapacitySearch, Expect, Fault, Infra, OverheadPlan, OverheadRate, Scenario,
+    ScheduledFault, TracingPlan, arm_name,
 };
-pub use raw::{ArmExporter, Hop, InfraMode, RawExporter, RawScenario};
+pub use raw::{ArmExporter, FaultHop, Hop, InfraMode, RawExporter, RawScenario};
 
 impl Scenario {
     /// Reads and validates the scenario at `path`.

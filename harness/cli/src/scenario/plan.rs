@@ -15,9 +15,9 @@ use tb_verify::Template;
 
 use super::error::ScenarioError;
 use super::raw::{
-    ArmExporter, Hop, InfraMode, RawArm, RawArrival, RawExpect, RawExporter, RawFaults, RawInfra,
-    RawLatency, RawLoad, RawOverhead, RawScenario, RawSearch, RawServices, RawTraceShape,
-    RawTracing, RawWorker,
+    ArmExporter, FaultHop, Hop, InfraMode, RawArm, RawArrival, RawExpect, RawExporter, RawFault,
+    RawFaults, RawInfra, RawLatency, RawLoad, RawOverhead, RawScenario, RawScheduledFault,
+    RawSearch, RawServices, RawTraceShape, RawTracing, RawWorker,
 };
 
 /// Expectations.
@@ -155,11 +155,54 @@ pub struct Scenario {
     pub expect: Expect,
     /// `strip_headers` fault, if any.
     pub strip: Option<(Hop, f64)>,
+    /// Faults injected for a while during the load (`faults.schedule`), in order.
+    pub faults: Vec<ScheduledFault>,
     /// A saturation search instead of one load (`load.arrival: {search: …}`); `load.arrival`
     /// then holds its first rate.
     pub search: Option<CapacitySearch>,
     /// What `tracebench overhead` runs (`run` ignores it).
     pub overhead: OverheadPlan,
+}
+
+/// A fault of `faults.schedule`, checked.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScheduledFault {
+    /// When it starts, after the load started (warm-up included).
+    pub at: Duration,
+    /// How long it lasts.
+    pub lasts: Duration,
+    /// What happens.
+    pub fault: Fault,
+}
+
+/// What a scheduled fault does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The hop is gone.
+    Outage(FaultHop),
+    /// The hop stops answering.
+    Blackhole(FaultHop),
+    /// Every chunk on the hop is delayed this long.
+    Latency(FaultHop, Duration),
+}
+
+impl Fault {
+    /// The hop it touches.
+    pub fn hop(self) -> FaultHop {
+        match self {
+            Self::Outage(h) | Self::Blackhole(h) | Self::Latency(h, _) => h,
+        }
+    }
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Outage(h) => write!(f, "outage {}", h.name()),
+            Self::Blackhole(h) => write!(f, "blackhole {}", h.name()),
+            Self::Latency(h, d) => write!(f, "latency {} {d:?}", h.name()),
+        }
+    }
 }
 
 /// An arm's default name: `off`, or the sampler and exporter (`ratio_0.01+otlp`), with the
@@ -216,6 +259,62 @@ impl Check<'_> {
             path: path.to_owned(),
             message: message.into(),
         }
+    }
+
+    /// `faults.schedule`: each fault within the load (`warmup + duration` long), no two on one
+    /// hop at once, Kafka only as an outage (the embedded broker's own controls).
+    fn schedule(
+        &self,
+        raw: &[RawScheduledFault],
+        load: Duration,
+    ) -> Result<Vec<ScheduledFault>, ScenarioError> {
+        let mut faults: Vec<ScheduledFault> = Vec::new();
+        for (i, r) in raw.iter().enumerate() {
+            let path = |f: &str| format!("faults.schedule[{i}].{f}");
+            let at = self.duration(&path("at"), &r.at)?;
+            let lasts = self.duration(&path("for"), &r.lasts)?;
+            if lasts.is_zero() {
+                return Err(self.err(&path("for"), "expected a duration > 0"));
+            }
+            if at + lasts > load {
+                return Err(self.err(
+                    &path("for"),
+                    format!("the fault ends after the load ({load:?} with the warm-up)"),
+                ));
+            }
+            let fault = match &r.fault {
+                RawFault::Outage(hop) => Fault::Outage(*hop),
+                RawFault::Blackhole(FaultHop::Kafka)
+                | RawFault::Latency {
+                    hop: FaultHop::Kafka,
+                    ..
+                } => {
+                    return Err(self.err(
+                        &path("fault"),
+                        "kafka takes outage only (the embedded broker's own down/up controls)",
+                    ));
+                }
+                RawFault::Blackhole(hop) => Fault::Blackhole(*hop),
+                RawFault::Latency { hop, ms } => {
+                    if !ms.is_finite() || *ms <= 0.0 {
+                        return Err(self.err(&path("fault.latency.ms"), "expected a delay > 0"));
+                    }
+                    Fault::Latency(*hop, Duration::from_secs_f64(ms / 1e3))
+                }
+            };
+            let overlaps = faults
+                .iter()
+                .any(|f| f.fault.hop() == fault.hop() && at < f.at + f.lasts && f.at < at + lasts);
+            if overlaps {
+                return Err(self.err(
+                    &path("at"),
+                    format!("overlaps an earlier fault on {}", fault.hop().name()),
+                ));
+            }
+            faults.push(ScheduledFault { at, lasts, fault });
+        }
+        faults.sort_by_key(|f| f.at);
+        Ok(faults)
     }
 
     fn duration(&self, path: &str, text: &str) -> Result<Duration, ScenarioError> {
@@ -320,6 +419,7 @@ impl Scenario {
             Some(st) => Some((st.hop, c.share("faults.strip_headers.ratio", st.ratio)?)),
             None => None,
         };
+        let faults = c.schedule(&raw.faults.schedule, warmup + duration)?;
         match strip {
             Some((Hop::Amqp, r)) => pipeline.strip_amqp = r,
             Some((Hop::Http, r)) => pipeline.worker.strip_http = r,
@@ -339,6 +439,7 @@ impl Scenario {
             infra,
             expect,
             strip,
+            faults,
             overhead: c.overhead(&raw.overhead, search)?,
             search,
         })

@@ -163,6 +163,59 @@ pub struct RawFaultsSection {
     /// Strip trace headers at one hop.
     #[serde(default)]
     pub strip_headers: Option<RawStrip>,
+    /// Faults injected for a while during the load.
+    #[serde(default)]
+    pub schedule: Vec<RawScheduledFault>,
+}
+
+/// One entry of `faults.schedule`: `{at: 5s, for: 3s, fault: {outage: rabbitmq}}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScheduledFault {
+    /// When it starts, after the load started (warm-up included).
+    pub at: String,
+    /// How long it lasts.
+    #[serde(rename = "for")]
+    pub lasts: String,
+    /// What happens.
+    pub fault: RawFault,
+}
+
+/// A fault of the schedule.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawFault {
+    /// The hop is gone: connections reset, new ones refused.
+    Outage(FaultHop),
+    /// The hop stops answering but keeps connections open.
+    Blackhole(FaultHop),
+    /// Every chunk on the hop is delayed.
+    Latency {
+        /// The hop.
+        hop: FaultHop,
+        /// The delay, in milliseconds.
+        ms: f64,
+    },
+}
+
+/// A hop the schedule can fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultHop {
+    /// RabbitMQ, through a fault proxy in front of it.
+    Rabbitmq,
+    /// The embedded Kafka broker, through its own down/up controls (outages only).
+    Kafka,
+}
+
+impl FaultHop {
+    /// The hop's name in the scenario.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rabbitmq => "rabbitmq",
+            Self::Kafka => "kafka",
+        }
+    }
 }
 
 /// The expected trace: a named template or a tree.
