@@ -9,11 +9,11 @@ use std::path::Path;
 use common::{report_html, scratch, tracebench};
 
 /// The overhead bench finds a known cost again (`scenarios/overhead-self-test.yaml`): an arm
-/// charged 250 µs of CPU per span against its twin without, five interleaved repeats each,
+/// charged 1000 µs of CPU per span against its twin without, five interleaved repeats each,
 /// every service its own process. The recovered cost must be within ±10 % (the bench's own
 /// self-test), and `overhead.json`, the table and the HTML page must say so. (The cost is
-/// large on purpose: a repeat's CPU per scan varies by a few percent from run to run, and the
-/// test runs in a debug build beside the other tests; 5 ms a scan stands well clear of that.)
+/// large on purpose: a repeat's CPU per scan varies by ±5 % from run to run in this debug build;
+/// 20 ms a scan stands well clear of that.)
 #[test]
 fn the_overhead_bench_recovers_a_synthetic_span_cost() {
     let dir = scratch("overhead");
@@ -63,9 +63,9 @@ fn the_overhead_bench_recovers_a_synthetic_span_cost() {
         arms[1]
     );
     let test = &result["self_test"][0];
-    assert_eq!(test["expected_us"], 250.0);
+    assert_eq!(test["expected_us"], 1000.0);
     let recovered = test["recovered_us"].as_f64().expect("recovered");
-    assert!((225.0..=275.0).contains(&recovered), "{test}");
+    assert!((900.0..=1100.0).contains(&recovered), "{test}");
     assert_eq!(test["passed"], true);
     assert!(
         stdout.contains("self-test") && stdout.contains("ok"),
@@ -75,7 +75,7 @@ fn the_overhead_bench_recovers_a_synthetic_span_cost() {
 
     let page = report_html(&dir.join("overhead.json"), &dir.join("overhead.html"));
     assert_eq!(page.matches("<svg").count(), 2);
-    assert!(page.contains("always_on+otlp+250us"));
+    assert!(page.contains("always_on+otlp+1000us"));
     // An overhead result holds against itself.
     let json = dir.join("overhead.json");
     let json = json.to_str().expect("utf-8");
