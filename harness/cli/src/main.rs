@@ -25,7 +25,7 @@ use tracebench::infra::{Env, Provisioned};
 use tracebench::overhead::OverheadOptions;
 use tracebench::overhead::schema::OverheadResult;
 use tracebench::report::RunResult;
-use tracebench::run::{RunOptions, Services, SpanSource, run};
+use tracebench::run::{RunOptions, Services, SpanSource, collector_proxy, run};
 use tracebench::scenario::{RawExporter, Scenario};
 use tracebench::service::ServiceArgs;
 
@@ -165,6 +165,8 @@ struct Collection {
     spans: SpanSource,
     /// The embedded sink, when the scenario uses it; shut down after the verdict.
     sink: Option<RunningSink>,
+    /// The fault proxy the exporters go through, when the scenario takes the collector down.
+    collector: Option<Arc<tb_faults::Proxy>>,
 }
 
 /// The embedded sink receives the services' spans over OTLP/gRPC, exactly as Tempo would, and
@@ -192,25 +194,39 @@ async fn collection(scenario: &Scenario, infra: &Provisioned) -> anyhow::Result<
             } else {
                 SpanSource::None
             };
+            let (endpoint, collector) =
+                collector_proxy(&scenario.faults, &running.grpc_endpoint()).await?;
             Collection {
-                exporter: otlp(Some(running.grpc_endpoint())),
+                exporter: otlp(Some(endpoint)),
                 spans,
                 sink: Some(running),
+                collector,
             }
         }
         RawExporter::Discard => Collection {
             exporter: Exporter::Discard,
             spans: SpanSource::None,
             sink: None,
+            collector: None,
         },
-        RawExporter::Otlp => Collection {
-            exporter: otlp(infra.otlp_endpoint.clone()),
-            spans: match infra.tempo_url.clone() {
-                Some(url) if collect => SpanSource::Query(TraceClient::new(url)),
-                _ => SpanSource::None,
-            },
-            sink: None,
-        },
+        RawExporter::Otlp => {
+            let (endpoint, collector) = match &infra.otlp_endpoint {
+                Some(e) => {
+                    let (e, proxy) = collector_proxy(&scenario.faults, e).await?;
+                    (Some(e), proxy)
+                }
+                None => (None, None),
+            };
+            Collection {
+                exporter: otlp(endpoint),
+                spans: match infra.tempo_url.clone() {
+                    Some(url) if collect => SpanSource::Query(TraceClient::new(url)),
+                    _ => SpanSource::None,
+                },
+                sink: None,
+                collector,
+            }
+        }
     })
 }
 
@@ -273,6 +289,7 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<ExitCode> {
         junit: args.junit.clone(),
         quiet: args.quiet,
         services,
+        collector: collection.collector.clone(),
     };
     let result = run(&scenario, &infra, Some(&guard), collection.spans, &options).await?;
     print!("{}", tracebench::report::summary(&result));

@@ -69,6 +69,7 @@ fn check_accepts_the_shipped_scenarios() {
         "overhead-self-test",
         "outage-rabbitmq",
         "outage-kafka",
+        "collector-down",
     ] {
         let out = tracebench(&["check", &format!("scenarios/{file}.yaml")]);
         assert_eq!(
@@ -128,6 +129,11 @@ fn a_rabbitmq_outage_mid_run_is_refused_meanwhile_and_loses_no_accepted_scan() {
     // Refused while RabbitMQ was away (503), accepted before and after, nothing lost.
     let failed = result["requests"]["failed"].as_u64().expect("failed");
     assert!(failed > 0, "{result}");
+    assert_eq!(
+        result["requests"]["refused"], failed,
+        "every failure a refusal"
+    );
+    assert_eq!(result["requests"]["timed_out"], 0);
     assert!(
         result["sample_errors"].to_string().contains("503"),
         "{}",
@@ -140,6 +146,48 @@ fn a_rabbitmq_outage_mid_run_is_refused_meanwhile_and_loses_no_accepted_scan() {
         "{}",
         result["traces"]
     );
+}
+
+#[test]
+fn a_dark_collector_costs_spans_at_most_never_scans() {
+    // collector-down.yaml, shortened: 8 s of blackholed OTLP inside 15 s of load.
+    let dir = scratch("collector-down");
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/collector-down.yaml"),
+    )
+    .expect("collector-down.yaml")
+    .replace("duration: 45s", "duration: 15s")
+    .replace("{at: 7s, for: 30s,", "{at: 3s, for: 8s,");
+    let file = dir.join("collector-down.yaml");
+    std::fs::write(&file, text).expect("write");
+    let (_, result) = run_file(file.to_str().expect("utf-8"), &dir, &[], &[], 0);
+    assert_eq!(
+        result["faults"][0]["fault"], "blackhole collector",
+        "{result}"
+    );
+    assert_eq!(result["faults"][0]["for_s"], 8.0);
+    // Every scan served and completed while the exporters could not export.
+    assert_eq!(result["requests"]["failed"], 0, "{}", result["requests"]);
+    assert_eq!(result["scans"]["lost"], 0);
+    assert_eq!(result["scans"]["completed"], result["scans"]["accepted"]);
+    // Whatever was lost is telemetry's, reported as such: never a broken edge.
+    assert_eq!(
+        result["traces"]["broken_edges"],
+        serde_json::json!({}),
+        "{}",
+        result["traces"]
+    );
+    let lost = result["spans"]["dropped"].as_u64().expect("dropped")
+        + result["spans"]["evicted"].as_u64().expect("evicted");
+    let verdict = result["expectations"]
+        .as_array()
+        .expect("expectations")
+        .iter()
+        .find(|v| v["name"] == "telemetry.spans_lost")
+        .expect("the telemetry verdict")
+        .clone();
+    assert_eq!(verdict["actual"].as_f64(), Some(lost as f64), "{verdict}");
+    assert_eq!(verdict["passed"], true);
 }
 
 #[test]

@@ -28,6 +28,23 @@ pub trait Target: Send + Sync + 'static {
     ///
     /// A failed request: refused, answered with an error, or unreadable.
     fn send(&self, seq: u64) -> impl Future<Output = Result<Option<String>, Self::Error>> + Send;
+
+    /// How a failed request failed, for the counts ([`Requests::refused`],
+    /// [`Requests::timed_out`]); every failure is [`Failure::Other`] unless the target says.
+    fn classify(_error: &Self::Error) -> Failure {
+        Failure::Other
+    }
+}
+
+/// How one request failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The server said "not now" (503, 429): a refusal to retry later, not a fault.
+    Refused,
+    /// No answer within the client's timeout.
+    TimedOut,
+    /// Anything else.
+    Other,
 }
 
 /// Why an [`HttpGet`] request failed.
@@ -84,6 +101,12 @@ pub struct Requests {
     pub ok: u64,
     /// Failed answers or transport errors.
     pub failed: u64,
+    /// Of the failed, refusals (503, 429: the server is there but will not take it now).
+    #[serde(default)]
+    pub refused: u64,
+    /// Of the failed, requests without an answer within the client's timeout.
+    #[serde(default)]
+    pub timed_out: u64,
     /// Sent more than [`LATE`] after their intended time.
     pub late: u64,
     /// Not sent because `max_in_flight` requests were pending.
@@ -127,6 +150,8 @@ struct Counters {
     sent: AtomicU64,
     ok: AtomicU64,
     failed: AtomicU64,
+    refused: AtomicU64,
+    timed_out: AtomicU64,
     late: AtomicU64,
     skipped: AtomicU64,
 }
@@ -271,6 +296,11 @@ async fn send_one<T: Target>(target: Arc<T>, shared: Arc<Shared>, arrival: Due) 
             }
             Err(e) => {
                 c.failed.fetch_add(1, Ordering::Relaxed);
+                match T::classify(e) {
+                    Failure::Refused => c.refused.fetch_add(1, Ordering::Relaxed),
+                    Failure::TimedOut => c.timed_out.fetch_add(1, Ordering::Relaxed),
+                    Failure::Other => 0,
+                };
                 let mut errors = shared.errors.lock().unwrap_or_else(PoisonError::into_inner);
                 if errors.len() < 5 {
                     errors.push(e.to_string());
@@ -337,6 +367,8 @@ fn snapshot(c: &Counters) -> Requests {
         sent: c.sent.load(Ordering::Relaxed),
         ok: c.ok.load(Ordering::Relaxed),
         failed: c.failed.load(Ordering::Relaxed),
+        refused: c.refused.load(Ordering::Relaxed),
+        timed_out: c.timed_out.load(Ordering::Relaxed),
         late: c.late.load(Ordering::Relaxed),
         skipped: c.skipped.load(Ordering::Relaxed),
     }

@@ -188,6 +188,7 @@ async fn off_saturation(
             scenario: file,
             otlp_endpoint: None,
         },
+        collector: None,
     };
     let result = crate::run::run(&s, infra, None, SpanSource::None, &run_options).await?;
     result
@@ -274,6 +275,7 @@ impl Ladder<'_> {
                 scenario: self.arm_files[a].clone(),
                 otlp_endpoint: endpoint,
             },
+            collector: None,
         };
         let measured = crate::run::measure(&s, self.infra, &run_options).await?;
         let otlp_bytes = received().await.saturating_sub(before);

@@ -16,10 +16,12 @@ pub fn summary(r: &RunResult) -> String {
     );
     let _ = writeln!(
         s,
-        "requests  sent {}  ok {}  failed {}  late {}  skipped {}   {:.1}/s served of {:.1}/s offered",
+        "requests  sent {}  ok {}  failed {} (refused {}, timed out {})  late {}  skipped {}   {:.1}/s served of {:.1}/s offered",
         r.requests.sent,
         r.requests.ok,
         r.requests.failed,
+        r.requests.refused,
+        r.requests.timed_out,
         r.requests.late,
         r.requests.skipped,
         r.throughput_rps,

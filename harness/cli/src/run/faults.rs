@@ -19,13 +19,37 @@ pub(super) async fn rabbitmq(
     schedule: &[ScheduledFault],
     amqp_url: &str,
 ) -> Result<(String, Option<Arc<Proxy>>), RunError> {
-    if !schedule.iter().any(|f| f.fault.hop() == FaultHop::Rabbitmq) {
-        return Ok((amqp_url.to_owned(), None));
+    through_if(schedule, FaultHop::Rabbitmq, amqp_url).await
+}
+
+/// The OTLP endpoint the services export to, and the proxy it goes through when the schedule
+/// faults the collector.
+///
+/// # Errors
+///
+/// When the endpoint is not a URL, does not resolve, or no loopback port can be bound.
+pub async fn collector(
+    schedule: &[ScheduledFault],
+    endpoint: &str,
+) -> Result<(String, Option<Arc<Proxy>>), RunError> {
+    through_if(schedule, FaultHop::Collector, endpoint).await
+}
+
+/// `url` unchanged when the schedule does not fault `hop`; else a proxy in front of the
+/// host and port it names, and `url` pointing at the proxy instead.
+async fn through_if(
+    schedule: &[ScheduledFault],
+    hop: FaultHop,
+    url: &str,
+) -> Result<(String, Option<Arc<Proxy>>), RunError> {
+    if !schedule.iter().any(|f| f.fault.hop() == hop) {
+        return Ok((url.to_owned(), None));
     }
-    let unusable = |why: String| RunError::Faults(format!("a proxy in front of RabbitMQ: {why}"));
-    let (scheme, rest) = amqp_url
+    let unusable =
+        |why: String| RunError::Faults(format!("a proxy in front of {}: {why}", hop.name()));
+    let (scheme, rest) = url
         .split_once("://")
-        .ok_or_else(|| unusable(format!("{amqp_url:?} is not a URL")))?;
+        .ok_or_else(|| unusable(format!("{url:?} is not a URL")))?;
     let (user, rest) = rest.rsplit_once('@').map_or(("", rest), |(u, r)| (u, r));
     let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
     let upstream = tokio::net::lookup_host(authority)
@@ -41,15 +65,58 @@ pub(super) async fn rabbitmq(
     } else {
         format!("{user}@")
     };
-    let url = format!("{scheme}://{user}{}{path}", proxy.addr());
-    Ok((url, Some(Arc::new(proxy))))
+    let proxied = format!("{scheme}://{user}{}{path}", proxy.addr());
+    Ok((proxied, Some(Arc::new(proxy))))
+}
+
+/// What the faults act through: the proxies in front of RabbitMQ and the collector, and the
+/// embedded Kafka broker's controls.
+#[derive(Clone, Default)]
+pub(super) struct Rig {
+    pub(super) rabbitmq: Option<Arc<Proxy>>,
+    pub(super) collector: Option<Arc<Proxy>>,
+    pub(super) kafka: Option<KafkaControl>,
+}
+
+impl Rig {
+    /// Turns `fault` on or off.
+    fn apply(&self, fault: Fault, on: bool) {
+        let proxy = match fault.hop() {
+            FaultHop::Kafka => {
+                if let Some(Err(e)) = self.kafka.as_ref().map(|k| k.set_down(on)) {
+                    eprintln!("tracebench: fault {fault}: {e}");
+                }
+                return;
+            }
+            FaultHop::Rabbitmq => self.rabbitmq.as_deref(),
+            FaultHop::Collector => self.collector.as_deref(),
+        };
+        let set = match (on, fault) {
+            (false, _) => tb_faults::Fault::None,
+            (true, Fault::Outage(_)) => tb_faults::Fault::Down,
+            (true, Fault::Blackhole(_)) => tb_faults::Fault::Blackhole,
+            (true, Fault::Latency(_, d)) => tb_faults::Fault::Latency(d),
+        };
+        if let Some(proxy) = proxy {
+            proxy.set(set);
+        }
+    }
+
+    /// Ends every fault.
+    fn clear(&self) {
+        for proxy in [&self.rabbitmq, &self.collector].into_iter().flatten() {
+            proxy.set(tb_faults::Fault::None);
+        }
+        if let Some(kafka) = &self.kafka {
+            let _ = kafka.set_down(false);
+        }
+    }
 }
 
 /// The schedule, playing.
 pub(super) struct Playing {
     task: JoinHandle<Vec<InjectedFault>>,
-    proxy: Option<Arc<Proxy>>,
-    kafka: Option<KafkaControl>,
+    rig: Rig,
 }
 
 /// Starts playing `schedule` from now: each fault starts at its `at` and ends `for` later.
@@ -59,29 +126,37 @@ pub(super) struct Playing {
 /// A Kafka outage without the embedded broker to take down.
 pub(super) fn play(
     schedule: &[ScheduledFault],
-    proxy: Option<Arc<Proxy>>,
-    kafka: Option<KafkaControl>,
+    rig: Rig,
     quiet: bool,
 ) -> Result<Playing, RunError> {
-    if kafka.is_none() && schedule.iter().any(|f| f.fault.hop() == FaultHop::Kafka) {
+    if rig.kafka.is_none() && schedule.iter().any(|f| f.fault.hop() == FaultHop::Kafka) {
         return Err(RunError::Faults(
             "a Kafka outage needs the embedded broker (leave infra.kafka unset or embedded)"
                 .to_owned(),
         ));
     }
+    if rig.collector.is_none()
+        && schedule
+            .iter()
+            .any(|f| f.fault.hop() == FaultHop::Collector)
+    {
+        return Err(RunError::Faults(
+            "no fault proxy on the OTLP path to take the collector down".to_owned(),
+        ));
+    }
     let schedule = schedule.to_vec();
-    let (p, k) = (proxy.clone(), kafka.clone());
+    let r = rig.clone();
     let task = tokio::spawn(async move {
         let start = Instant::now();
         let mut injected = Vec::new();
         for f in schedule {
             tokio::time::sleep_until(start + f.at).await;
-            apply(f.fault, true, p.as_deref(), k.as_ref());
+            r.apply(f.fault, true);
             if !quiet {
                 eprintln!("tracebench: fault {} for {:?}", f.fault, f.lasts);
             }
             tokio::time::sleep_until(start + f.at + f.lasts).await;
-            apply(f.fault, false, p.as_deref(), k.as_ref());
+            r.apply(f.fault, false);
             if !quiet {
                 eprintln!("tracebench: fault {} over", f.fault);
             }
@@ -93,7 +168,7 @@ pub(super) fn play(
         }
         injected
     });
-    Ok(Playing { task, proxy, kafka })
+    Ok(Playing { task, rig })
 }
 
 impl Playing {
@@ -102,37 +177,7 @@ impl Playing {
     pub(super) async fn stop(self) -> Vec<InjectedFault> {
         self.task.abort();
         let injected = self.task.await.unwrap_or_default();
-        if let Some(proxy) = &self.proxy {
-            proxy.set(tb_faults::Fault::None);
-        }
-        if let Some(kafka) = &self.kafka {
-            let _ = kafka.set_down(false);
-        }
+        self.rig.clear();
         injected
-    }
-}
-
-/// Turns `fault` on or off.
-fn apply(fault: Fault, on: bool, proxy: Option<&Proxy>, kafka: Option<&KafkaControl>) {
-    match fault {
-        Fault::Outage(FaultHop::Kafka) | Fault::Blackhole(FaultHop::Kafka) => {
-            if let Some(Err(e)) = kafka.map(|k| k.set_down(on)) {
-                eprintln!("tracebench: fault {fault}: {e}");
-            }
-        }
-        Fault::Latency(FaultHop::Kafka, _) => {}
-        Fault::Outage(FaultHop::Rabbitmq)
-        | Fault::Blackhole(FaultHop::Rabbitmq)
-        | Fault::Latency(FaultHop::Rabbitmq, _) => {
-            let set = match (on, fault) {
-                (false, _) => tb_faults::Fault::None,
-                (true, Fault::Outage(_)) => tb_faults::Fault::Down,
-                (true, Fault::Blackhole(_)) => tb_faults::Fault::Blackhole,
-                (true, Fault::Latency(_, d)) => tb_faults::Fault::Latency(d),
-            };
-            if let Some(proxy) = proxy {
-                proxy.set(set);
-            }
-        }
     }
 }

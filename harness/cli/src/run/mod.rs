@@ -31,6 +31,7 @@ use tb_verify::Scan;
 use tokio::sync::mpsc;
 
 pub use expect::{edge_matches, judge};
+pub use faults::collector as collector_proxy;
 pub use target::ScanError;
 pub use traces::SpanSource;
 
@@ -55,6 +56,9 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Where the services run.
     pub services: Services,
+    /// The fault proxy on the services' OTLP path, when the fault schedule takes the collector
+    /// down (the caller wires the exporters through it).
+    pub collector: Option<Arc<tb_faults::Proxy>>,
 }
 
 /// Where the services run.
@@ -137,22 +141,17 @@ pub async fn run(
         counts.evicted = spans.evicted();
         counts
     };
-    let playing = faults::play(
-        &scenario.faults,
-        proxy,
-        running.kafka_control(),
-        options.quiet,
-    )?;
-    let driven = load(scenario, &target, &trackers, &counted, options.quiet).await;
-    // Every fault is over before the drain: the scans still in flight need the brokers back.
-    let injected = playing.stop().await;
-    let Driven {
-        load,
-        capacity,
-        scans,
-        unjudged,
-        at_capacity,
-    } = driven?;
+    let rig = running.rig(proxy, options.collector.clone());
+    let (
+        Driven {
+            load,
+            capacity,
+            scans,
+            unjudged,
+            at_capacity,
+        },
+        injected,
+    ) = load_under_faults(scenario, rig, &target, &trackers, &counted, options.quiet).await?;
     let processes = running.usage(target.accepted());
     let children_spans = stop(running, feed, &wiring).await;
     // A search is judged at its capacity: spans the SDK dropped in the overloaded step after
@@ -329,6 +328,22 @@ async fn open(
     })
 }
 
+/// Drives the scenario while its fault schedule plays; every fault is over before this returns
+/// (the drain after it needs the brokers back). Returns the faults played.
+async fn load_under_faults(
+    scenario: &Scenario,
+    rig: faults::Rig,
+    target: &Arc<ScanTarget>,
+    trackers: &CurrentTracker,
+    counted: &dyn Fn() -> SpanSummary,
+    quiet: bool,
+) -> Result<(Driven, Vec<crate::report::InjectedFault>), RunError> {
+    let playing = faults::play(&scenario.faults, rig, quiet)?;
+    let driven = load(scenario, target, trackers, counted, quiet).await;
+    let injected = playing.stop().await;
+    Ok((driven?, injected))
+}
+
 /// What driving the scenario produced.
 struct Driven {
     /// The load report (for a search, of the highest rate that held).
@@ -416,7 +431,7 @@ fn verdicts(
             name: "telemetry.spans_lost".to_owned(),
             expected: 0.0,
             actual: spans.lost() as f64,
-            passed: spans.lost() == 0,
+            passed: spans.lost() == 0 || scenario.expect.allow_telemetry_loss,
         });
     }
     verdicts
@@ -464,13 +479,23 @@ impl Running {
             .collect()
     }
 
-    /// Takes the embedded Kafka broker down and up, when the services run on one.
-    fn kafka_control(&self) -> Option<tb_messaging::kafka::KafkaControl> {
-        match self {
+    /// What the fault schedule acts through: the proxies in front of RabbitMQ and the
+    /// collector, and the embedded Kafka broker's controls when the services run on one.
+    fn rig(
+        &self,
+        rabbitmq: Option<Arc<tb_faults::Proxy>>,
+        collector: Option<Arc<tb_faults::Proxy>>,
+    ) -> faults::Rig {
+        let kafka = match self {
             Self::InProcess(pipeline) => pipeline
                 .embedded_kafka()
                 .and_then(tb_messaging::kafka::EmbeddedKafka::control),
             Self::Children(children) => children.kafka_control(),
+        };
+        faults::Rig {
+            rabbitmq,
+            collector,
+            kafka,
         }
     }
 

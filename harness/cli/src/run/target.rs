@@ -86,6 +86,19 @@ impl ScanTarget {
 impl Target for ScanTarget {
     type Error = ScanError;
 
+    fn classify(error: &ScanError) -> tb_load::Failure {
+        match error {
+            ScanError::Refused { status, .. }
+                if *status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+                    || *status == reqwest::StatusCode::TOO_MANY_REQUESTS =>
+            {
+                tb_load::Failure::Refused
+            }
+            ScanError::Transport(e) if e.is_timeout() => tb_load::Failure::TimedOut,
+            _ => tb_load::Failure::Other,
+        }
+    }
+
     async fn send(&self, seq: u64) -> Result<Option<String>, ScanError> {
         const KINDS: [&str; 5] = ["bottle", "can", "box", "jar", "peel"];
         let body = serde_json::json!({

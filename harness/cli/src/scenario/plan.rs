@@ -33,6 +33,8 @@ pub struct Expect {
     pub min_complete_ratio: Option<f64>,
     /// Most broken edges allowed, by edge key.
     pub max_broken: BTreeMap<String, u64>,
+    /// Spans lost to telemetry are expected (reported, not a failure).
+    pub allow_telemetry_loss: bool,
 }
 
 /// The resolved infrastructure choices (URLs still to be provisioned).
@@ -284,6 +286,7 @@ impl Check<'_> {
             }
             let fault = match &r.fault {
                 RawFault::Outage(hop) => Fault::Outage(*hop),
+                RawFault::CollectorDown => Fault::Blackhole(FaultHop::Collector),
                 RawFault::Blackhole(FaultHop::Kafka)
                 | RawFault::Latency {
                     hop: FaultHop::Kafka,
@@ -420,6 +423,16 @@ impl Scenario {
             None => None,
         };
         let faults = c.schedule(&raw.faults.schedule, warmup + duration)?;
+        if let Some(i) = faults
+            .iter()
+            .position(|f| f.fault.hop() == FaultHop::Collector)
+            && tracing.exporter == RawExporter::Discard
+        {
+            return Err(c.err(
+                &format!("faults.schedule[{i}].fault"),
+                "the collector can fail only when spans go to one (tracing.exporter: embedded or otlp)",
+            ));
+        }
         match strip {
             Some((Hop::Amqp, r)) => pipeline.strip_amqp = r,
             Some((Hop::Http, r)) => pipeline.worker.strip_http = r,
@@ -828,6 +841,7 @@ impl Check<'_> {
                 .map(|v| self.share("expect.min_complete_ratio", v))
                 .transpose()?,
             max_broken: e.max_broken.clone(),
+            allow_telemetry_loss: e.allow_telemetry_loss,
         })
     }
 }

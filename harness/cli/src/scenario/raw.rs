@@ -189,6 +189,8 @@ pub enum RawFault {
     Outage(FaultHop),
     /// The hop stops answering but keeps connections open.
     Blackhole(FaultHop),
+    /// The OTLP path to the trace collector blackholed: `{blackhole: collector}`.
+    CollectorDown,
     /// Every chunk on the hop is delayed.
     Latency {
         /// The hop.
@@ -206,6 +208,8 @@ pub enum FaultHop {
     Rabbitmq,
     /// The embedded Kafka broker, through its own down/up controls (outages only).
     Kafka,
+    /// The OTLP path from the services to the trace collector, through a fault proxy.
+    Collector,
 }
 
 impl FaultHop {
@@ -214,6 +218,7 @@ impl FaultHop {
         match self {
             Self::Rabbitmq => "rabbitmq",
             Self::Kafka => "kafka",
+            Self::Collector => "collector",
         }
     }
 }
@@ -583,4 +588,9 @@ pub struct RawExpect {
     /// every edge of that hop. Default: none.
     #[serde(default)]
     pub max_broken: BTreeMap<String, u64>,
+    /// Whether spans lost to telemetry (dropped by an SDK, evicted by the sink) are expected,
+    /// as in a `collector_down` scenario: still counted and reported, no longer a failure.
+    /// Default false.
+    #[serde(default)]
+    pub allow_telemetry_loss: bool,
 }
