@@ -91,20 +91,10 @@ impl Proxy {
         self.addr
     }
 
-    /// The hop's real address.
-    pub fn upstream(&self) -> SocketAddr {
-        self.upstream
-    }
-
     /// Applies `fault` from now on, to open connections and new ones.
     pub fn set(&self, fault: Fault) {
         tracing::info!(proxy = %self.addr, upstream = %self.upstream, ?fault, "fault proxy");
         self.fault.send_replace(fault);
-    }
-
-    /// The fault now.
-    pub fn fault(&self) -> Fault {
-        *self.fault.borrow()
     }
 
     /// What the proxy has done so far.

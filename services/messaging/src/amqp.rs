@@ -256,7 +256,6 @@ pub struct Publisher {
     channel: Arc<Mutex<Option<(u64, Channel)>>>,
     /// Held while a channel is opened, so concurrent publishers open one, not many.
     opening: Arc<tokio::sync::Mutex<()>>,
-    confirm_timeout: Duration,
 }
 
 impl Publisher {
@@ -271,17 +270,9 @@ impl Publisher {
             queue: ShortString::from(queue),
             channel: Arc::default(),
             opening: Arc::default(),
-            confirm_timeout: CONFIRM_TIMEOUT,
         };
         publisher.channel().await?;
         Ok(publisher)
-    }
-
-    /// The same publisher, waiting `timeout` for each confirm.
-    #[must_use]
-    pub fn with_confirm_timeout(mut self, timeout: Duration) -> Self {
-        self.confirm_timeout = timeout;
-        self
     }
 
     /// The channel to publish on: the open one when it is on the current connection, else a
@@ -425,9 +416,9 @@ impl Publisher {
                 task.properties(headers),
             )
             .await?;
-        let confirmation = tokio::time::timeout(self.confirm_timeout, confirm)
+        let confirmation = tokio::time::timeout(CONFIRM_TIMEOUT, confirm)
             .await
-            .map_err(|_| PublishError::Timeout(self.confirm_timeout))??;
+            .map_err(|_| PublishError::Timeout(CONFIRM_TIMEOUT))??;
         match confirmation {
             Confirmation::Nack(_) => Err(PublishError::Nacked),
             Confirmation::Ack(_) | Confirmation::NotRequested => Ok(()),

@@ -123,14 +123,8 @@ pub async fn run(
     if !options.quiet {
         announce(infra);
     }
-    let Session {
-        wiring,
-        running,
-        trackers,
-        feed,
-        target,
-        proxy,
-    } = open(scenario, infra, options).await?;
+    let session = open(scenario, infra, options).await?;
+    let (running, trackers, target) = (session.running, session.trackers, session.target);
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     // This process's span counts (and the sink's evictions) so far, its queue flushed.
     let counted = || {
@@ -141,7 +135,7 @@ pub async fn run(
         counts.evicted = spans.evicted();
         counts
     };
-    let rig = running.rig(proxy, options.collector.clone());
+    let rig = running.rig(session.proxy, options.collector.clone());
     let (
         Driven {
             load,
@@ -153,7 +147,7 @@ pub async fn run(
         injected,
     ) = load_under_faults(scenario, rig, &target, &trackers, &counted, options.quiet).await?;
     let processes = running.usage(target.accepted());
-    let children_spans = stop(running, feed, &wiring).await;
+    let children_spans = stop(running, session.feed, &session.wiring).await;
     // A search is judged at its capacity: spans the SDK dropped in the overloaded step after
     // it are not the run's. (Children report their counts only when they exit, so theirs
     // cover it all.) Evictions count to the end: they take away traces of any step.
@@ -242,14 +236,8 @@ pub async fn measure(
     infra: &Provisioned,
     options: &RunOptions,
 ) -> Result<Measured, RunError> {
-    let Session {
-        wiring,
-        running,
-        trackers,
-        feed,
-        target,
-        proxy: _,
-    } = open(scenario, infra, options).await?;
+    let session = open(scenario, infra, options).await?;
+    let (running, trackers, target) = (session.running, session.trackers, session.target);
     let plan = plan(scenario);
     if !scenario.warmup.is_zero() {
         let warmup = tb_load::Plan {
@@ -283,7 +271,7 @@ pub async fn measure(
         .collect();
     let scans_total = target.accepted();
     drop(target.take());
-    let spans = stop(running, feed, &wiring).await;
+    let spans = stop(running, session.feed, &session.wiring).await;
     Ok(Measured {
         load,
         cpu,
