@@ -82,6 +82,16 @@ pub struct ServiceArgs {
     /// sets it when this flag is absent.
     #[arg(long)]
     pub worker_threads: Option<usize>,
+    /// Where scans, rewards and histories live when no scenario says: `memory` (each process
+    /// its own) or `postgres` (shared, kept across restarts).
+    #[arg(long, default_value = "memory", value_parser = ["memory", "postgres"])]
+    pub store: String,
+    /// The PostgreSQL database of `--store postgres`.
+    #[arg(long, env = tb_store::URL_ENV, default_value = tb_store::DEFAULT_URL)]
+    pub postgres_url: String,
+    /// The schema holding the tables with `--store postgres`.
+    #[arg(long, default_value = tb_store::DEFAULT_SCHEMA)]
+    pub postgres_schema: String,
     /// Serve `POST /test`, the W3C trace-context test suite's protocol, on scan-api. It posts
     /// to URLs the caller names, so it takes loopback targets only and stays off unless asked.
     #[arg(long)]
@@ -157,6 +167,12 @@ impl ServiceArgs {
         let mut config = PipelineConfig::seed(self.time_scale).with_relation(self.relation);
         config.worker.concurrency = self.concurrency;
         config.worker.prefetch = tb_pipeline::seed::prefetch(self.concurrency);
+        if self.store == "postgres" {
+            config.store = tb_store::StoreChoice::Postgres(tb_store::PgConfig {
+                url: self.postgres_url.clone(),
+                schema: self.postgres_schema.clone(),
+            });
+        }
         config
     }
 

@@ -105,6 +105,18 @@ fn a_bad_scenario_exits_2_naming_the_field() {
             "name: t\nduration: 9s\nload:\n  arrival: poisson\n  rate: 5\nfaults:\n  schedule:\n    - {at: 1s, for: 3s, fault: {blackhole: kafka}}\n",
             "faults.schedule[0].fault",
         ),
+        (
+            "name: t\nduration: 5s\nload:\n  arrival: poisson\n  rate: 5\nservices:\n  store: postgres\n  postgres: {schema: Bad-Name}\n",
+            "services.postgres.schema",
+        ),
+        (
+            "name: t\nduration: 5s\nload:\n  arrival: poisson\n  rate: 5\nservices:\n  postgres: {schema: tb}\n",
+            "services.postgres",
+        ),
+        (
+            "name: t\nduration: 5s\nload:\n  arrival: poisson\n  rate: 5\nservices:\n  store: sqlite\n",
+            "services.store",
+        ),
     ] {
         let file = dir.join("bad.yaml");
         std::fs::write(&file, text).expect("write");

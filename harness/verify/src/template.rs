@@ -275,7 +275,12 @@ impl Template {
                     .with(vec![Node::new("worker", "call_llm_api", Client).with(
                         vec![Node::new("llm-api", "POST /v1/chat/completions", Server)],
                     )]),
-                Node::new("worker", "save_to_event_store", Internal).count("0..1"),
+                // With `store: postgres`, the write is a database CLIENT span of its own.
+                Node::new("worker", "save_to_event_store", Internal)
+                    .count("0..1")
+                    .with(vec![
+                        Node::new("worker", "UPDATE scans", Client).count("0..1"),
+                    ]),
                 Node::new("worker", "publish scan.completed", Producer)
                     .count("0..1")
                     .with(vec![

@@ -11,8 +11,7 @@
 
 mod offsets;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
@@ -25,6 +24,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tb_messaging::backoff::Backoff;
 use tb_messaging::events::{CharacterGranted, ScanCompleted};
 use tb_messaging::kafka::{CHARACTER_GRANTED, SCAN_COMPLETED};
+use tb_store::{HistoryStore, Reward, RewardStore};
 use tb_telemetry::spans::{self, ConsumerRelation, MessagingSystem, keys};
 use tb_telemetry::{carrier, service};
 use tokio::sync::{mpsc, watch};
@@ -71,89 +71,33 @@ pub struct Processed {
     pub at: Instant,
 }
 
-/// Rewards granted, one per task.
-#[derive(Debug, Default)]
-pub struct Rewards(Mutex<HashMap<String, CharacterGranted>>);
+/// Where the character consumer keeps its rewards (process memory or PostgreSQL).
+pub type Rewards = Arc<dyn RewardStore>;
+/// Where my consumer keeps its users' histories.
+pub type History = Arc<dyn HistoryStore>;
 
-impl Rewards {
-    /// The reward `event` earns, unless its task already has one.
-    fn pending(&self, event: &ScanCompleted) -> Option<CharacterGranted> {
-        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        (!map.contains_key(&event.task_id)).then(|| CharacterGranted {
-            task_id: event.task_id.clone(),
-            user_id: event.user_id.clone(),
-            character: format!("{}-guardian", event.category),
-        })
-    }
-
-    /// Records `granted` (once announced); false when its task had one already.
-    fn record(&self, granted: CharacterGranted) -> bool {
-        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.contains_key(&granted.task_id) {
-            return false;
+/// Runs a store call until it succeeds (true, with its value) or the consumer stops (None):
+/// a database that is away holds the record, it does not skip it.
+async fn persist<T, Fut>(
+    what: &str,
+    stopping: &mut Stopping,
+    mut call: impl FnMut() -> Fut,
+) -> Option<T>
+where
+    Fut: Future<Output = Result<T, tb_store::StoreError>>,
+{
+    let mut backoff = Backoff::broker();
+    loop {
+        let e = match call().await {
+            Ok(value) => return Some(value),
+            Err(e) => e,
+        };
+        let wait = backoff.next_wait();
+        tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "{what} failed; retrying");
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stopping.wait() => return None,
         }
-        map.insert(granted.task_id.clone(), granted);
-        true
-    }
-
-    /// Grants for `event` unless its task already has one; returns the new grant.
-    #[cfg(test)]
-    fn grant(&self, event: &ScanCompleted) -> Option<CharacterGranted> {
-        let granted = self.pending(event)?;
-        self.record(granted.clone()).then_some(granted)
-    }
-
-    /// How many rewards were granted.
-    pub fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
-    }
-
-    /// Whether none were.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The reward for `task_id`, if granted.
-    pub fn get(&self, task_id: &str) -> Option<CharacterGranted> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(task_id)
-            .cloned()
-    }
-}
-
-/// Every user's scans (task ids), each recorded once.
-#[derive(Debug, Default)]
-pub struct History(Mutex<HashMap<String, Vec<String>>>, Mutex<HashSet<String>>);
-
-impl History {
-    fn record(&self, event: &ScanCompleted) -> bool {
-        if !self
-            .1
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(event.task_id.clone())
-        {
-            return false;
-        }
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(event.user_id.clone())
-            .or_default()
-            .push(event.task_id.clone());
-        true
-    }
-
-    /// `user_id`'s scans in the order recorded.
-    pub fn of(&self, user_id: &str) -> Vec<String> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(user_id)
-            .cloned()
-            .unwrap_or_default()
     }
 }
 
@@ -325,7 +269,7 @@ pub async fn run_character(
     config: ConsumerConfig,
     consumer: StreamConsumer,
     producer: FutureProducer,
-    rewards: Arc<Rewards>,
+    rewards: Rewards,
     processed: Option<mpsc::UnboundedSender<Processed>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), rdkafka::error::KafkaError> {
@@ -341,32 +285,53 @@ pub async fn run_character(
             let delivery = span.clone();
             async move {
                 let Some(event) = event else { return true };
+                let mut stopping = stopping;
                 let pending = async {
                     tb_sim::wait(config.handle_latency).await;
                     async {
                         tb_sim::wait(config.grant_latency).await;
-                        let pending = rewards.pending(&event);
-                        if pending.is_none() {
+                        let granted = persist("reading rewards", &mut stopping, || {
+                            rewards.has_reward(&event.task_id)
+                        })
+                        .await?;
+                        if granted {
                             Span::current().set_attribute("reward.duplicate", true);
                             // The delivery itself is a duplicate: the verifier sets it aside.
                             delivery.set_attribute(DUPLICATE, true);
                             tracing::info!(task.id = %event.task_id, "reward already granted");
+                            return Some(None);
                         }
-                        pending
+                        Some(Some(CharacterGranted {
+                            task_id: event.task_id.clone(),
+                            user_id: event.user_id.clone(),
+                            character: format!("{}-guardian", event.category),
+                        }))
                     }
                     .instrument(tracing::info_span!("grant_reward"))
                     .await
                 }
                 .instrument(tracing::info_span!("handle_scan_completed"))
                 .await;
+                // None: the consumer stopped while the store was away; the record stays unfinished.
+                let Some(pending) = pending else { return false };
                 if let Some(granted) = pending {
                     // The reward counts as granted only once its announcement is confirmed: a
                     // consumer stopped before that reads the record again and grants then.
-                    if !publish_granted(producer, &granted, stopping).await {
+                    if !publish_granted(producer, &granted, stopping.clone()).await {
+                        return false;
+                    }
+                    let reward = Reward {
+                        task_id: granted.task_id.clone(),
+                        user_id: granted.user_id.clone(),
+                        character: granted.character.clone(),
+                    };
+                    let recorded = persist("recording a reward", &mut stopping, || {
+                        rewards.record_reward(reward.clone())
+                    });
+                    if recorded.await.is_none() {
                         return false;
                     }
                     tracing::info!(task.id = %event.task_id, character = %granted.character, "reward granted");
-                    rewards.record(granted);
                 }
                 if let Some(tx) = processed {
                     let _ = tx.send(Processed {
@@ -421,40 +386,56 @@ async fn publish_granted(
 pub async fn run_my(
     config: ConsumerConfig,
     consumer: StreamConsumer,
-    history: Arc<History>,
+    history: History,
     processed: Option<mpsc::UnboundedSender<Processed>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), rdkafka::error::KafkaError> {
-    consume(MY, consumer, config.concurrency, shutdown, |message, _| {
-        let span = consumer_span(&message, MY_GROUP, config.relation);
-        let event = parse(&message, &span);
-        let (history, processed) = (&history, &processed);
-        let delivery = span.clone();
-        async move {
-            let Some(event) = event else { return true };
-            tracing::info_span!("record_history").in_scope(|| {
-                if !history.record(&event) {
-                    Span::current().set_attribute("history.duplicate", true);
+    consume(
+        MY,
+        consumer,
+        config.concurrency,
+        shutdown,
+        |message, stopping| {
+            let span = consumer_span(&message, MY_GROUP, config.relation);
+            let event = parse(&message, &span);
+            let (history, processed) = (&history, &processed);
+            let delivery = span.clone();
+            async move {
+                let Some(event) = event else { return true };
+                let mut stopping = stopping;
+                let record_history = tracing::info_span!("record_history");
+                let recorded = persist("recording history", &mut stopping, || {
+                    history.record_scan(&event.user_id, &event.task_id)
+                })
+                .instrument(record_history.clone());
+                let Some(new) = recorded.await else {
+                    return false;
+                };
+                if !new {
+                    record_history.set_attribute("history.duplicate", true);
                     delivery.set_attribute(DUPLICATE, true);
                 }
-            });
-            tracing::info!(task.id = %event.task_id, "history recorded");
-            if let Some(tx) = processed {
-                let _ = tx.send(Processed {
-                    consumer: MY,
-                    task_id: event.task_id,
-                    at: Instant::now(),
-                });
+                tracing::info!(task.id = %event.task_id, "history recorded");
+                if let Some(tx) = processed {
+                    let _ = tx.send(Processed {
+                        consumer: MY,
+                        task_id: event.task_id,
+                        at: Instant::now(),
+                    });
+                }
+                true
             }
-            true
-        }
-        .instrument(span)
-    })
+            .instrument(span)
+        },
+    )
     .await
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, PoisonError};
+
     use super::*;
 
     /// Runs [`consume`] for `group` on `brokers` with 8 records at once; `handle` gets each
@@ -587,40 +568,5 @@ mod tests {
         // Records before 5 finished before the crash and were committed: not read again.
         let second = second.lock().unwrap_or_else(PoisonError::into_inner);
         assert!((0..5).all(|n| !second.contains(&n)), "{second:?}");
-    }
-
-    fn event(task: &str) -> ScanCompleted {
-        ScanCompleted {
-            task_id: task.to_owned(),
-            user_id: "u1".to_owned(),
-            image_url: "https://x/a.jpg".to_owned(),
-            category: "glass".to_owned(),
-            confidence: 0.8,
-            rule: "recycle-glass".to_owned(),
-            answer: "rinse".to_owned(),
-        }
-    }
-
-    #[test]
-    fn a_reward_is_granted_once_per_task() {
-        let rewards = Rewards::default();
-        assert!(rewards.grant(&event("t1")).is_some());
-        assert!(rewards.grant(&event("t1")).is_none());
-        assert!(rewards.grant(&event("t2")).is_some());
-        assert_eq!(rewards.len(), 2);
-        assert_eq!(
-            rewards.get("t1").map(|g| g.character),
-            Some("glass-guardian".to_owned())
-        );
-    }
-
-    #[test]
-    fn history_records_each_scan_once_in_order() {
-        let history = History::default();
-        assert!(history.record(&event("t1")));
-        assert!(history.record(&event("t2")));
-        assert!(!history.record(&event("t1")));
-        assert_eq!(history.of("u1"), ["t1", "t2"]);
-        assert!(history.of("u2").is_empty());
     }
 }

@@ -8,6 +8,7 @@ use tb_consumers::ConsumerConfig;
 use tb_messaging::amqp;
 use tb_mocks::llm::LlmConfig;
 use tb_mocks::vision::VisionConfig;
+use tb_store::StoreChoice;
 use tb_telemetry::spans::ConsumerRelation;
 use tb_worker::WorkerConfig;
 
@@ -142,7 +143,9 @@ pub struct PipelineConfig {
     pub worker: WorkerConfig,
     /// The consumers.
     pub consumers: ConsumerConfig,
-    /// Simulated write latency of the event store.
+    /// Where the pipeline keeps scans, rewards and histories.
+    pub store: StoreChoice,
+    /// Simulated write latency of the in-memory event store (PostgreSQL pays its own).
     pub store_latency: Duration,
     /// Fault injection: share of tasks scan-api publishes without trace headers.
     pub strip_amqp: f64,
@@ -180,6 +183,7 @@ impl PipelineConfig {
                 grant_latency: scaled(seed::GRANT),
                 concurrency: seed::CONSUMER_CONCURRENCY,
             },
+            store: StoreChoice::Memory,
             store_latency: scaled(seed::STORE_WRITE),
             strip_amqp: 0.0,
             w3c_test_endpoint: false,

@@ -10,7 +10,7 @@ use tb_messaging::kafka::{self, EmbeddedKafka};
 use tb_mocks::llm::LlmState;
 use tb_mocks::vision::VisionState;
 use tb_scan_api::ScanApiState;
-use tb_store::{EventStore, MemoryStore};
+use tb_store::{EventStore, Stores};
 use tb_worker::{Worker, WorkerStats};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -51,6 +51,9 @@ pub enum StartError {
     /// A listen address could not be bound.
     #[error("binding {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
+    /// The event store (PostgreSQL) could not be opened.
+    #[error("{0}. With `store: postgres`, PostgreSQL must answer at the configured URL")]
+    Store(#[from] tb_store::StoreError),
 }
 
 /// Why a running service stopped with an error.
@@ -85,10 +88,10 @@ pub struct Pipeline {
     pub kafka_brokers: String,
     /// The event store shared by scan-api and the worker in this process.
     pub store: Arc<dyn EventStore>,
-    /// Rewards granted by the character consumer.
-    pub rewards: Arc<Rewards>,
+    /// Rewards granted by the character consumer (in this process's memory, or PostgreSQL).
+    pub rewards: Rewards,
     /// Scan histories of my consumer.
-    pub history: Arc<History>,
+    pub history: History,
     /// The worker's counters (zero when it does not run here).
     pub worker: Arc<WorkerStats>,
     /// Every scan event a consumer finished, as it happens (see [`Pipeline::take_processed`]).
@@ -202,7 +205,8 @@ impl Pipeline {
         config.worker.llm_url = config.wiring.llm_url.clone();
         let (vision, llm) = start_mocks(&mut config, &services, &mut spawned).await?;
 
-        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new(config.store_latency));
+        let stores = Stores::open(&config.store, config.store_latency).await?;
+        let store = stores.events.clone();
         let link = if runs(tb_scan_api::SERVICE) || runs(tb_worker::SERVICE) {
             Some(connect_amqp(&config.wiring.amqp_url).await?)
         } else {
@@ -219,7 +223,7 @@ impl Pipeline {
             }
         }
 
-        let consumers = start_consumers(&config, &services, &kafka_brokers, &mut spawned)?;
+        let consumers = start_consumers(&config, &services, &kafka_brokers, &stores, &mut spawned)?;
 
         Ok(Self {
             scan_api,
@@ -307,8 +311,8 @@ async fn start_mocks(
 
 /// What the consumers leave to observe.
 struct Consumers {
-    rewards: Arc<Rewards>,
-    history: Arc<History>,
+    rewards: Rewards,
+    history: History,
     processed: mpsc::UnboundedReceiver<Processed>,
 }
 
@@ -317,11 +321,12 @@ fn start_consumers(
     config: &PipelineConfig,
     services: &[&'static str],
     kafka_brokers: &str,
+    stores: &Stores,
     spawned: &mut Services,
 ) -> Result<Consumers, StartError> {
     let (processed_tx, processed) = mpsc::unbounded_channel();
-    let rewards = Arc::new(Rewards::default());
-    let history = Arc::new(History::default());
+    let rewards = stores.rewards.clone();
+    let history = stores.history.clone();
     if services.contains(&tb_consumers::CHARACTER) {
         let consumer = kafka::consumer(kafka_brokers, tb_consumers::CHARACTER_GROUP)?;
         let producer = kafka::producer(kafka_brokers)?;

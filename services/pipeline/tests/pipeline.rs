@@ -291,8 +291,11 @@ async fn one_scan_is_one_trace_through_http_rabbitmq_and_kafka() {
         status["result"]["category"],
         tb_mocks::vision::category_of("https://img.example/bottle.jpg")
     );
-    assert_eq!(pipeline.rewards.len(), 1);
-    assert_eq!(pipeline.history.of("user-7"), [task_id.as_str()]);
+    assert_eq!(pipeline.rewards.reward_count().await.expect("rewards"), 1);
+    assert_eq!(
+        pipeline.history.history("user-7").await.expect("history"),
+        [task_id.as_str()]
+    );
 
     assert!(pipeline.shutdown().await.is_empty());
     drop_queue(&queue).await;
@@ -504,7 +507,7 @@ async fn a_scan_that_fails_every_attempt_is_marked_failed_with_an_error_span() {
         .filter(|s| matches!(s.span.status, opentelemetry::trace::Status::Error { .. }))
         .count();
     assert_eq!(errors, 1, "only the last attempt fails the task");
-    assert_eq!(pipeline.rewards.len(), 0);
+    assert_eq!(pipeline.rewards.reward_count().await.expect("rewards"), 0);
     assert!(pipeline.shutdown().await.is_empty());
     drop_queue(&queue).await;
 }
@@ -567,7 +570,7 @@ async fn a_crash_before_ack_is_redelivered_and_completes_without_a_double_reward
     run.await
         .expect("joins")
         .expect("the new worker stops cleanly");
-    assert_eq!(pipeline.rewards.len(), 1);
+    assert_eq!(pipeline.rewards.reward_count().await.expect("rewards"), 1);
     let record = pipeline
         .store
         .get(&task_id)
@@ -729,8 +732,16 @@ async fn a_rabbitmq_outage_refuses_scans_then_recovers_without_losing_an_accepte
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(pipeline.rewards.len(), 2);
-    assert_eq!(pipeline.history.of("user-7").len(), 2);
+    assert_eq!(pipeline.rewards.reward_count().await.expect("rewards"), 2);
+    assert_eq!(
+        pipeline
+            .history
+            .history("user-7")
+            .await
+            .expect("history")
+            .len(),
+        2
+    );
 
     // Its trace stayed whole: the redelivery is one more span in it, under the same publish.
     let spans = trace_until(trace_id_of(&first), |spans| {
@@ -796,8 +807,16 @@ async fn a_kafka_outage_delays_scans_but_loses_none_and_stops_no_consumer() {
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     wait_all_processed(&mut pipeline, &refs).await;
     still_running(&mut pipeline).await;
-    assert_eq!(pipeline.rewards.len(), 4);
-    assert_eq!(pipeline.history.of("user-7").len(), 4);
+    assert_eq!(pipeline.rewards.reward_count().await.expect("rewards"), 4);
+    assert_eq!(
+        pipeline
+            .history
+            .history("user-7")
+            .await
+            .expect("history")
+            .len(),
+        4
+    );
     for body in &during {
         let spans = trace_until(trace_id_of(body), |spans| {
             spans.iter().any(|s| s.span.name == "record_history")
@@ -811,4 +830,118 @@ async fn a_kafka_outage_delays_scans_but_loses_none_and_stops_no_consumer() {
 
     assert!(pipeline.shutdown().await.is_empty());
     drop_queue(&queue).await;
+}
+
+/// The consumer spans of `task_id` marked as duplicate deliveries, polled for up to 10 s
+/// until there are `n`.
+async fn duplicates_of(task_id: &str, n: usize) -> usize {
+    let t = telemetry();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        t.guard.flush().ok();
+        let found = t
+            .spans
+            .spans()
+            .into_iter()
+            .filter(|s| s.span.name == "process scan.completed")
+            .filter(|s| {
+                let attr = |k: &str| s.span.attributes.iter().find(|kv| kv.key.as_str() == k);
+                attr("task.id").is_some_and(|kv| kv.value.as_str() == task_id)
+                    && attr(tb_consumers::DUPLICATE)
+                        .is_some_and(|kv| kv.value == opentelemetry::Value::Bool(true))
+            })
+            .count();
+        if found >= n || Instant::now() > deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_postgres_the_write_is_a_database_span_and_a_restarted_consumer_never_grants_twice() {
+    let queue = queue();
+    let pg = common::postgres();
+    let mut durable = config(&queue);
+    durable.store = tb_store::StoreChoice::Postgres(pg.clone());
+    let mut pipeline = Pipeline::start(durable.clone())
+        .await
+        .expect("pipeline starts (PostgreSQL must answer; .ci/run starts it)");
+    let (status, body) = post_scan(&pipeline, None).await;
+    assert_eq!(status, 202, "{body}");
+    let task_id = body["task_id"].as_str().expect("task_id").to_owned();
+    wait_processed(&mut pipeline, &task_id).await;
+
+    // `save_to_event_store` now holds a real database CLIENT span.
+    let mut want = expected(&queue, "root", 1);
+    want.push((
+        "worker".to_owned(),
+        "UPDATE scans".to_owned(),
+        "client".to_owned(),
+        "worker/save_to_event_store".to_owned(),
+    ));
+    want.sort();
+    let spans = trace(trace_id_of(&body), want.len()).await;
+    assert_eq!(shape(&spans), want);
+    let db = spans
+        .iter()
+        .find(|s| s.span.name == "UPDATE scans")
+        .expect("the database span");
+    let attr = |k: &str| {
+        db.span
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == k)
+            .map(|kv| kv.value.as_str().into_owned())
+    };
+    assert_eq!(attr("db.system.name").as_deref(), Some("postgresql"));
+    assert_eq!(attr("db.collection.name").as_deref(), Some("scans"));
+    assert_eq!(attr("db.operation.name").as_deref(), Some("UPDATE"));
+    assert!(attr("db.namespace").is_some_and(|n| n.ends_with(&format!("|{}", pg.schema))));
+    assert!(attr("db.query.text").is_some_and(|q| q.starts_with("UPDATE scans SET")));
+    assert_eq!(pipeline.rewards.reward_count().await.expect("rewards"), 1);
+    let saved = pipeline.store.get(&task_id).await.expect("store answers");
+    assert!(saved.is_some_and(|r| r.announced));
+    assert!(pipeline.shutdown().await.is_empty());
+
+    // The consumers restart (new processes, a Kafka that forgot their offsets) and the same
+    // event arrives again: PostgreSQL remembers the reward and the history entry.
+    let mut restarted = config(&queue);
+    restarted.store = tb_store::StoreChoice::Postgres(pg.clone());
+    restarted.services = vec![CHARACTER, MY];
+    let mut consumers = Pipeline::start(restarted).await.expect("consumers start");
+    let producer = tb_messaging::kafka::producer(&consumers.kafka_brokers).expect("producer");
+    let event = tb_messaging::events::ScanCompleted {
+        task_id: task_id.clone(),
+        user_id: "user-7".to_owned(),
+        image_url: "https://img.example/bottle.jpg".to_owned(),
+        category: "plastic".to_owned(),
+        confidence: 0.9,
+        rule: "recycle".to_owned(),
+        answer: "rinse".to_owned(),
+    };
+    let payload = serde_json::to_vec(&event).expect("json");
+    tb_messaging::kafka::publish(
+        &producer,
+        tb_messaging::kafka::SCAN_COMPLETED,
+        "user-7",
+        &task_id,
+        &payload,
+    )
+    .await
+    .expect("published");
+    wait_processed(&mut consumers, &task_id).await;
+    assert_eq!(consumers.rewards.reward_count().await.expect("rewards"), 1);
+    assert_eq!(
+        consumers.history.history("user-7").await.expect("history"),
+        [task_id.as_str()]
+    );
+    assert_eq!(
+        duplicates_of(&task_id, 2).await,
+        2,
+        "both deliveries are duplicates"
+    );
+    assert!(consumers.shutdown().await.is_empty());
+    drop_queue(&queue).await;
+    common::drop_schema(&pg).await;
 }

@@ -1,14 +1,26 @@
-//! The scan event store: where scan-api records a task, the worker its attempts and result, and
-//! where `GET /scan/{task_id}` reads them. A small async trait, so a real database can replace
-//! the in-process [`MemoryStore`] later without touching the services.
+//! The pipeline's state, behind three small async traits:
+//!
+//! - [`EventStore`]: where scan-api records a task, the worker its attempts and result, and
+//!   where `GET /scan/{task_id}` reads them;
+//! - [`RewardStore`]: the character consumer's rewards, one per task;
+//! - [`HistoryStore`]: my consumer's per-user scan histories, each scan once.
+//!
+//! [`MemoryStore`] keeps them in process memory (the default: each process has its own, and a
+//! restart forgets). [`PgStore`] keeps them in PostgreSQL, shared by every process of a run and
+//! kept across restarts, so a restarted consumer never grants twice. [`Stores::open`] picks one.
 
-use std::collections::HashMap;
+mod memory;
+mod postgres;
+
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+pub use memory::MemoryStore;
+pub use postgres::{DEFAULT_SCHEMA, DEFAULT_URL, PgConfig, PgStore, URL_ENV, valid_schema};
 
 /// A boxed future, so the trait stays object-safe (`Arc<dyn EventStore>`).
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -82,6 +94,12 @@ pub enum StoreError {
     /// No scan with that task id.
     #[error("unknown task {0}")]
     Unknown(String),
+    /// The database could not be reached or refused the statement; the caller retries later.
+    #[error("event store unavailable: {0}")]
+    Unavailable(String),
+    /// The store's configuration is invalid (an unusable URL or schema name).
+    #[error("event store configuration: {0}")]
+    Config(String),
 }
 
 /// The operations the pipeline needs. Each is idempotent where a redelivery can repeat it.
@@ -102,90 +120,83 @@ pub trait EventStore: Send + Sync + 'static {
     fn fail(&self, task_id: &str, error: &str) -> StoreFuture<'_, ()>;
 }
 
-/// The in-process store: a map behind a mutex, with a simulated write latency (the seed's
-/// `save_to_event_store` takes 20 ms) applied to writes made on the worker's critical path.
-#[derive(Debug, Default)]
-pub struct MemoryStore {
-    scans: Mutex<HashMap<String, ScanRecord>>,
-    write_latency: Duration,
+/// A reward: the character a scan earned its user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reward {
+    /// The scan's task id: one reward per task.
+    pub task_id: String,
+    /// Who earned it.
+    pub user_id: String,
+    /// The character granted.
+    pub character: String,
 }
 
-impl MemoryStore {
-    /// A store whose result writes take `write_latency`.
-    pub fn new(write_latency: Duration) -> Self {
-        Self {
-            scans: Mutex::default(),
-            write_latency,
+/// The character consumer's rewards, one per task, so a redelivered event never grants twice.
+pub trait RewardStore: Send + Sync + 'static {
+    /// Whether `task_id` has a reward.
+    fn has_reward(&self, task_id: &str) -> StoreFuture<'_, bool>;
+    /// Records `reward`; false (and nothing changes) when its task had one already.
+    fn record_reward(&self, reward: Reward) -> StoreFuture<'_, bool>;
+    /// The reward of `task_id`, if granted.
+    fn reward(&self, task_id: &str) -> StoreFuture<'_, Option<Reward>>;
+    /// How many rewards were granted.
+    fn reward_count(&self) -> StoreFuture<'_, u64>;
+}
+
+/// My consumer's scan histories: every user's task ids, each recorded once.
+pub trait HistoryStore: Send + Sync + 'static {
+    /// Appends `task_id` to `user_id`'s history; false when the task was recorded already.
+    fn record_scan(&self, user_id: &str, task_id: &str) -> StoreFuture<'_, bool>;
+    /// `user_id`'s task ids in the order recorded.
+    fn history(&self, user_id: &str) -> StoreFuture<'_, Vec<String>>;
+}
+
+/// Where the pipeline keeps its state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// In process memory: each process its own, gone at exit.
+    #[default]
+    Memory,
+    /// In PostgreSQL: shared by the run's processes and kept across restarts.
+    Postgres(PgConfig),
+}
+
+/// The three stores of one pipeline, as one backend provides them.
+#[derive(Clone)]
+pub struct Stores {
+    /// Scans: tasks, attempts, results.
+    pub events: Arc<dyn EventStore>,
+    /// The character consumer's rewards.
+    pub rewards: Arc<dyn RewardStore>,
+    /// My consumer's histories.
+    pub history: Arc<dyn HistoryStore>,
+}
+
+impl Stores {
+    /// Process memory, with `write_latency` simulated on the worker's result writes.
+    pub fn memory(write_latency: Duration) -> Self {
+        Self::of(Arc::new(MemoryStore::new(write_latency)))
+    }
+
+    /// The stores `choice` names. PostgreSQL pays its real write time, so `write_latency`
+    /// applies to the memory store only.
+    ///
+    /// # Errors
+    ///
+    /// Fails when PostgreSQL cannot be reached or its tables cannot be created.
+    pub async fn open(choice: &StoreChoice, write_latency: Duration) -> Result<Self, StoreError> {
+        match choice {
+            StoreChoice::Memory => Ok(Self::memory(write_latency)),
+            StoreChoice::Postgres(config) => Ok(Self::of(Arc::new(PgStore::open(config).await?))),
         }
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, ScanRecord>) -> T) -> T {
-        f(&mut self.scans.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    fn update(&self, task_id: &str, f: impl FnOnce(&mut ScanRecord)) -> Result<(), StoreError> {
-        self.with(|scans| match scans.get_mut(task_id) {
-            Some(record) => {
-                f(record);
-                Ok(())
-            }
-            None => Err(StoreError::Unknown(task_id.to_owned())),
-        })
-    }
-
-    async fn write_delay(&self) {
-        tb_sim::wait(self.write_latency).await;
-    }
-}
-
-impl EventStore for MemoryStore {
-    fn create(&self, record: ScanRecord) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
-            self.with(|scans| {
-                scans.entry(record.task_id.clone()).or_insert(record);
-            });
-            Ok(())
-        })
-    }
-
-    fn get(&self, task_id: &str) -> StoreFuture<'_, Option<ScanRecord>> {
-        let found = self.with(|scans| scans.get(task_id).cloned());
-        Box::pin(async move { Ok(found) })
-    }
-
-    fn start_attempt(&self, record: ScanRecord) -> StoreFuture<'_, ScanRecord> {
-        Box::pin(async move {
-            Ok(self.with(|scans| {
-                let entry = scans.entry(record.task_id.clone()).or_insert(record);
-                entry.attempts += 1;
-                entry.clone()
-            }))
-        })
-    }
-
-    fn complete(&self, task_id: &str, result: ScanResult) -> StoreFuture<'_, ()> {
-        let task_id = task_id.to_owned();
-        Box::pin(async move {
-            self.write_delay().await;
-            self.update(&task_id, |r| {
-                r.state = ScanState::Completed;
-                r.result = Some(result);
-                r.error = None;
-            })
-        })
-    }
-
-    fn mark_announced(&self, task_id: &str) -> StoreFuture<'_, ()> {
-        let r = self.update(task_id, |r| r.announced = true);
-        Box::pin(async move { r })
-    }
-
-    fn fail(&self, task_id: &str, error: &str) -> StoreFuture<'_, ()> {
-        let r = self.update(task_id, |r| {
-            r.state = ScanState::Failed;
-            r.error = Some(error.to_owned());
-        });
-        Box::pin(async move { r })
+    fn of<S: EventStore + RewardStore + HistoryStore>(store: Arc<S>) -> Self {
+        Self {
+            events: store.clone(),
+            rewards: store.clone(),
+            history: store,
+        }
     }
 }
 
@@ -243,5 +254,29 @@ mod tests {
             Err(StoreError::Unknown("nope".to_owned()))
         );
         assert_eq!(store.get("nope").await, Ok(None));
+    }
+
+    #[tokio::test]
+    async fn memory_rewards_and_histories_count_each_task_once() {
+        let store = MemoryStore::default();
+        let reward = |task: &str| Reward {
+            task_id: task.to_owned(),
+            user_id: "u1".to_owned(),
+            character: "glass-guardian".to_owned(),
+        };
+        assert_eq!(store.record_reward(reward("t1")).await, Ok(true));
+        assert_eq!(store.record_reward(reward("t1")).await, Ok(false));
+        assert_eq!(store.has_reward("t1").await, Ok(true));
+        assert_eq!(store.has_reward("t2").await, Ok(false));
+        assert_eq!(store.reward_count().await, Ok(1));
+        assert_eq!(store.reward("t1").await, Ok(Some(reward("t1"))));
+        assert_eq!(store.record_scan("u1", "t1").await, Ok(true));
+        assert_eq!(store.record_scan("u1", "t2").await, Ok(true));
+        assert_eq!(store.record_scan("u1", "t1").await, Ok(false));
+        assert_eq!(
+            store.history("u1").await,
+            Ok(vec!["t1".to_owned(), "t2".to_owned()])
+        );
+        assert_eq!(store.history("u2").await, Ok(vec![]));
     }
 }

@@ -12,7 +12,8 @@ use http::{HeaderMap, Method};
 use opentelemetry::Context;
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_semantic_conventions::attribute::{
-    ERROR_TYPE, HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, HTTP_ROUTE,
+    DB_COLLECTION_NAME, DB_NAMESPACE, DB_OPERATION_NAME, DB_QUERY_TEXT, DB_RESPONSE_STATUS_CODE,
+    DB_SYSTEM_NAME, ERROR_TYPE, HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, HTTP_ROUTE,
     MESSAGING_CONSUMER_GROUP_NAME, MESSAGING_DESTINATION_NAME, MESSAGING_DESTINATION_PARTITION_ID,
     MESSAGING_KAFKA_MESSAGE_KEY, MESSAGING_KAFKA_OFFSET, MESSAGING_MESSAGE_ID,
     MESSAGING_OPERATION_NAME, MESSAGING_OPERATION_TYPE, MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY,
@@ -146,6 +147,49 @@ pub fn record_http_status(span: &Span, status: u16, is_client: bool) {
 pub fn record_error(span: &Span, error_type: &str) {
     span.record(ERROR_TYPE, error_type);
     span.record("otel.status_code", "ERROR");
+}
+
+/// Where a database call goes, for its CLIENT span.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DbTarget {
+    /// `db.system.name`: `postgresql`.
+    pub system: &'static str,
+    /// `db.namespace`: the database (and schema) the statement runs in.
+    pub namespace: String,
+    /// `server.address`.
+    pub address: String,
+    /// `server.port`.
+    pub port: u16,
+}
+
+/// A CLIENT span for one database statement, a child of the current span, named as the
+/// database conventions say: `{operation} {collection}` (`UPDATE scans`). `query` is the
+/// parameterised text, never one with values in it.
+pub fn db_client(target: &DbTarget, operation: &str, collection: &str, query: &str) -> Span {
+    tracing::info_span!(
+        "db.client",
+        otel.name = format!("{operation} {collection}"),
+        otel.kind = "client",
+        otel.status_code = Empty,
+        { DB_SYSTEM_NAME } = target.system,
+        { DB_NAMESPACE } = target.namespace.as_str(),
+        { DB_OPERATION_NAME } = operation,
+        { DB_COLLECTION_NAME } = collection,
+        { DB_QUERY_TEXT } = query,
+        { SERVER_ADDRESS } = target.address.as_str(),
+        { SERVER_PORT } = target.port,
+        { DB_RESPONSE_STATUS_CODE } = Empty,
+        { ERROR_TYPE } = Empty,
+    )
+}
+
+/// Marks a database CLIENT span failed: `db.response.status_code` (PostgreSQL's SQLSTATE) when
+/// the server answered with one, and `error.type`.
+pub fn record_db_error(span: &Span, status_code: Option<&str>, error_type: &str) {
+    if let Some(code) = status_code {
+        span.record(DB_RESPONSE_STATUS_CODE, code);
+    }
+    record_error(span, error_type);
 }
 
 /// A PRODUCER span for publishing to `destination` (queue, exchange or topic), a child of the

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tb_load::{Arrival, Load};
 use tb_mocks::{Faults, Latency};
 use tb_pipeline::{PipelineConfig, seed};
+use tb_store::{PgConfig, StoreChoice};
 use tb_telemetry::spans::ConsumerRelation;
 use tb_telemetry::{BatchSettings, Sampling};
 use tb_verify::Template;
@@ -17,7 +18,7 @@ use super::error::ScenarioError;
 use super::raw::{
     ArmExporter, FaultHop, Hop, InfraMode, RawArm, RawArrival, RawExpect, RawExporter, RawFault,
     RawFaults, RawInfra, RawLatency, RawLoad, RawOverhead, RawScenario, RawScheduledFault,
-    RawSearch, RawServices, RawTraceShape, RawTracing, RawWorker,
+    RawSearch, RawServices, RawStore, RawTraceShape, RawTracing, RawWorker,
 };
 
 /// Expectations.
@@ -611,7 +612,30 @@ impl Check<'_> {
             }
             pipeline.consumers.concurrency = n;
         }
+        pipeline.store = self.store(s)?;
         Ok(pipeline)
+    }
+
+    /// `services.store` and `services.postgres`.
+    fn store(&self, s: &RawServices) -> Result<StoreChoice, ScenarioError> {
+        match (s.store, &s.postgres) {
+            (RawStore::Memory, None) => Ok(StoreChoice::Memory),
+            (RawStore::Memory, Some(_)) => Err(self.err(
+                "services.postgres",
+                "only used with `store: postgres` (the store is memory)",
+            )),
+            (RawStore::Postgres, pg) => {
+                let pg = pg.as_ref();
+                let config = PgConfig::resolve(
+                    pg.and_then(|p| p.url.clone()),
+                    pg.and_then(|p| p.schema.clone()),
+                );
+                config
+                    .check()
+                    .map_err(|(field, e)| self.err(&format!("services.postgres.{field}"), e))?;
+                Ok(StoreChoice::Postgres(config))
+            }
+        }
     }
 
     /// `services.worker`.

@@ -462,6 +462,36 @@ pub struct RawServices {
     /// The Kafka consumers.
     #[serde(default)]
     pub consumers: RawConsumers,
+    /// Where scans, rewards and histories live: `memory` (default) or `postgres`.
+    #[serde(default)]
+    pub store: RawStore,
+    /// The PostgreSQL database of `store: postgres`.
+    #[serde(default)]
+    pub postgres: Option<RawPostgres>,
+}
+
+/// `services.store`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RawStore {
+    /// Each process's own memory.
+    #[default]
+    Memory,
+    /// PostgreSQL, shared by every process and kept across restarts.
+    Postgres,
+}
+
+/// `services.postgres`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPostgres {
+    /// A `postgres://` URL. Default: `$TB_POSTGRES_URL`, then the local server's `postgres`
+    /// database as user `postgres`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The schema holding the tables. Default `tracebench`.
+    #[serde(default)]
+    pub schema: Option<String>,
 }
 
 /// The Kafka consumers (character and my).
