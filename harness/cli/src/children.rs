@@ -9,6 +9,7 @@
 //! Ctrl-C in the harness never leaves one behind; a normal shutdown asks each to stop (SIGINT)
 //! so it drains, acks, commits and flushes its spans first.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -91,13 +92,137 @@ async fn pump(
     }
 }
 
+/// Starts one child: its stdout and stderr copied into its log, its processed lines sent on,
+/// its span counts summed. Kept, so a killed child can be started again the same way.
+#[derive(Clone)]
+struct Launcher {
+    exe: PathBuf,
+    tx: mpsc::UnboundedSender<Processed>,
+    spans: Arc<Mutex<SpanCounts>>,
+    log_dir: Option<PathBuf>,
+}
+
+impl Launcher {
+    fn launch(
+        &self,
+        name: &'static str,
+        args: &[OsString],
+    ) -> Result<(Child, Vec<tokio::task::JoinHandle<()>>), ChildrenError> {
+        let mut command = Command::new(&self.exe);
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().map_err(|e| ChildrenError::Spawn(name, e))?;
+        let log: Option<PathBuf> = self.log_dir.as_ref().map(|d| d.join(format!("{name}.log")));
+        let streams = [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        ];
+        let pumps = streams
+            .into_iter()
+            .flatten()
+            .map(|stream| {
+                tokio::spawn(pump(
+                    stream,
+                    self.tx.clone(),
+                    self.spans.clone(),
+                    log.clone(),
+                ))
+            })
+            .collect();
+        Ok((child, pumps))
+    }
+}
+
+/// One service's process: how to start it, and the process while it runs (`None` while a
+/// `worker_crash` keeps it dead).
+struct Proc {
+    name: &'static str,
+    args: Vec<OsString>,
+    child: Option<Child>,
+}
+
+/// What the children share with the fault schedule, which kills and restarts them.
+struct Shared {
+    procs: Mutex<Vec<Proc>>,
+    /// The tasks copying the children's output: done once every child exited.
+    pumps: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// CPU seconds and peak RSS (KiB) of processes killed so far, by service.
+    retired: Mutex<Vec<(&'static str, f64, u64)>>,
+    /// Processes killed: their unexported spans are lost, and they never report counts.
+    killed: std::sync::atomic::AtomicU64,
+    launcher: Launcher,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Kills a child and starts it again, on the fault schedule's command (`worker_crash`).
+#[derive(Clone)]
+pub struct Crasher(Arc<Shared>);
+
+impl Crasher {
+    /// Kills service `name` with SIGKILL, as an OOM kill or a power cut would: no drain, no
+    /// ack, no flush. Its CPU time and peak RSS so far stay counted. False when it is not
+    /// running.
+    pub fn kill(&self, name: &str) -> bool {
+        let mut procs = lock(&self.0.procs);
+        let Some(proc) = procs.iter_mut().find(|p| p.name == name) else {
+            return false;
+        };
+        let Some(mut child) = proc.child.take() else {
+            return false;
+        };
+        if let Some((cpu, rss)) = child
+            .id()
+            .and_then(|pid| crate::usage::of(&pid.to_string()))
+        {
+            lock(&self.0.retired).push((proc.name, cpu, rss));
+        }
+        let _ = child.start_kill();
+        self.0
+            .killed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Reaped in the background: nothing waits for a killed process.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        true
+    }
+
+    /// Starts service `name` again, as it was started first, unless it runs.
+    ///
+    /// # Errors
+    ///
+    /// When the process cannot be spawned.
+    pub fn restart(&self, name: &str) -> Result<(), ChildrenError> {
+        let mut procs = lock(&self.0.procs);
+        let Some(proc) = procs
+            .iter_mut()
+            .find(|p| p.name == name && p.child.is_none())
+        else {
+            return Ok(());
+        };
+        let (child, pumps) = self.0.launcher.launch(proc.name, &proc.args)?;
+        proc.child = Some(child);
+        lock(&self.0.pumps).extend(pumps);
+        Ok(())
+    }
+}
+
 /// The running children.
 pub struct Children {
-    procs: Vec<(&'static str, Child)>,
-    /// The tasks copying the children's output: done once every child exited.
-    pumps: Vec<tokio::task::JoinHandle<()>>,
-    /// The span counts the children reported at exit, summed.
-    spans: Arc<Mutex<SpanCounts>>,
+    shared: Arc<Shared>,
     /// scan-api's address.
     pub scan_api: SocketAddr,
     /// Scan events the consumers finished, from their logs.
@@ -115,6 +240,11 @@ impl Children {
     /// Takes the embedded Kafka broker down and up, when the children run on one.
     pub fn kafka_control(&self) -> Option<tb_messaging::kafka::KafkaControl> {
         self._kafka.as_ref().and_then(EmbeddedKafka::control)
+    }
+
+    /// Kills and restarts children on command.
+    pub fn crasher(&self) -> Crasher {
+        Crasher(self.shared.clone())
     }
 
     /// Spawns one `exe service <name>` per service with `scenario`'s knobs and `wiring`'s
@@ -154,43 +284,32 @@ impl Children {
             ..wiring.clone()
         };
         let (tx, processed) = mpsc::unbounded_channel();
-        let spans = Arc::new(Mutex::new(SpanCounts::default()));
+        let launcher = Launcher {
+            exe: exe.to_owned(),
+            tx,
+            spans: Arc::new(Mutex::new(SpanCounts::default())),
+            log_dir: log_dir.map(Path::to_owned),
+        };
         let mut pumps = Vec::new();
         let mut procs = Vec::new();
         for name in SERVICES {
-            let mut command = Command::new(exe);
-            command
-                .args(command_line(name, &wiring, scenario, otlp))
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true);
-            let mut child = command.spawn().map_err(|e| ChildrenError::Spawn(name, e))?;
-            let log: Option<PathBuf> = log_dir.map(|d| d.join(format!("{name}.log")));
-            let streams = [
-                child
-                    .stdout
-                    .take()
-                    .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-                child
-                    .stderr
-                    .take()
-                    .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-            ];
-            for stream in streams.into_iter().flatten() {
-                pumps.push(tokio::spawn(pump(
-                    stream,
-                    tx.clone(),
-                    spans.clone(),
-                    log.clone(),
-                )));
-            }
-            procs.push((name, child));
+            let args = command_line(name, &wiring, scenario, otlp);
+            let (child, more) = launcher.launch(name, &args)?;
+            pumps.extend(more);
+            procs.push(Proc {
+                name,
+                args,
+                child: Some(child),
+            });
         }
         let children = Self {
-            procs,
-            pumps,
-            spans,
+            shared: Arc::new(Shared {
+                procs: Mutex::new(procs),
+                pumps: Mutex::new(pumps),
+                retired: Mutex::default(),
+                killed: std::sync::atomic::AtomicU64::new(0),
+                launcher,
+            }),
             scan_api,
             processed,
             _kafka: kafka,
@@ -205,23 +324,30 @@ impl Children {
         Ok(children)
     }
 
-    /// Each child's CPU seconds and peak RSS so far (see [`crate::usage`]).
+    /// Each service's CPU seconds and peak RSS so far (see [`crate::usage`]), the processes
+    /// of it that were killed included.
     pub fn usage(&self) -> Vec<(&'static str, f64, u64)> {
-        self.procs
+        let retired = lock(&self.shared.retired).clone();
+        lock(&self.shared.procs)
             .iter()
-            .filter_map(|(name, child)| {
-                let (cpu, rss) = crate::usage::of(&child.id()?.to_string())?;
-                Some((*name, cpu, rss))
+            .filter_map(|p| {
+                let (mut cpu, mut rss) = crate::usage::of(&p.child.as_ref()?.id()?.to_string())?;
+                for (_, c, r) in retired.iter().filter(|(n, _, _)| *n == p.name) {
+                    cpu += c;
+                    rss = rss.max(*r);
+                }
+                Some((p.name, cpu, rss))
             })
             .collect()
     }
 
     /// Each child's CPU time now (see [`crate::usage::CpuSnapshot`]).
     pub fn cpu(&self) -> Vec<(&'static str, crate::usage::CpuSnapshot)> {
-        self.procs
+        lock(&self.shared.procs)
             .iter()
-            .filter_map(|(name, child)| {
-                Some((*name, crate::usage::cpu_snapshot(&child.id()?.to_string())?))
+            .filter_map(|p| {
+                let pid = p.child.as_ref()?.id()?;
+                Some((p.name, crate::usage::cpu_snapshot(&pid.to_string())?))
             })
             .collect()
     }
@@ -232,10 +358,12 @@ impl Children {
     }
 
     /// Asks every child to stop (SIGINT, as Ctrl-C would), waits up to 30 s each, kills what
-    /// is left, and returns the services that did not exit cleanly and the span counts the
-    /// children reported, summed.
-    pub async fn shutdown(mut self) -> (Vec<(&'static str, ChildExit)>, SpanCounts) {
-        for (_, child) in &self.procs {
+    /// is left, and returns the services that did not exit cleanly, the span counts the
+    /// children reported, summed, and how many processes were killed by `worker_crash` (they
+    /// reported nothing).
+    pub async fn shutdown(self) -> (Vec<(&'static str, ChildExit)>, SpanCounts, u64) {
+        let mut procs = std::mem::take(&mut *lock(&self.shared.procs));
+        for child in procs.iter().filter_map(|p| p.child.as_ref()) {
             if let Some(pid) = child.id() {
                 // `kill -INT` keeps this crate free of unsafe signal calls.
                 let _ = Command::new("kill")
@@ -245,22 +373,30 @@ impl Children {
             }
         }
         let mut errors = Vec::new();
-        for (name, child) in &mut self.procs {
+        for p in &mut procs {
+            let Some(child) = p.child.as_mut() else {
+                continue;
+            };
             match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
                 Ok(Ok(status)) if status.success() => {}
-                Ok(Ok(status)) => errors.push((*name, ChildExit::Failed(status))),
-                Ok(Err(e)) => errors.push((*name, ChildExit::Wait(e))),
+                Ok(Ok(status)) => errors.push((p.name, ChildExit::Failed(status))),
+                Ok(Err(e)) => errors.push((p.name, ChildExit::Wait(e))),
                 Err(_) => {
                     let _ = child.start_kill();
-                    errors.push((*name, ChildExit::Killed));
+                    errors.push((p.name, ChildExit::Killed));
                 }
             }
         }
         // Every child is gone, so its output ends: the last lines (the span counts) are read.
-        for pump in self.pumps.drain(..) {
+        let pumps = std::mem::take(&mut *lock(&self.shared.pumps));
+        for pump in pumps {
             let _ = tokio::time::timeout(Duration::from_secs(5), pump).await;
         }
-        let spans = *self.spans.lock().unwrap_or_else(PoisonError::into_inner);
-        (errors, spans)
+        let spans = *lock(&self.shared.launcher.spans);
+        let killed = self
+            .shared
+            .killed
+            .load(std::sync::atomic::Ordering::Relaxed);
+        (errors, spans, killed)
     }
 }

@@ -137,10 +137,11 @@ struct RunArgs {
     /// Also write a JUnit XML report (one test case per expectation) here.
     #[arg(long)]
     junit: Option<PathBuf>,
-    /// Where the services run: `in-process` (default) or `process` (each as its own child
-    /// `tracebench service <name>`, always reaped).
-    #[arg(long, value_enum, default_value = "in-process")]
-    services: ServicesArg,
+    /// Where the services run: `in-process` (the default) or `process` (each as its own child
+    /// `tracebench service <name>`, always reaped; the default when the fault schedule has a
+    /// `worker_crash`, which kills one).
+    #[arg(long, value_enum)]
+    services: Option<ServicesArg>,
     /// No progress output.
     #[arg(long)]
     quiet: bool,
@@ -247,6 +248,13 @@ fn services_log(args: &RunArgs, scenario: &Scenario) -> anyhow::Result<(PathBuf,
 /// `tracebench run`: load → provision → collect → run → report.
 async fn run_scenario(args: RunArgs) -> anyhow::Result<ExitCode> {
     let scenario = Scenario::load(&args.file).context("scenario error")?;
+    if matches!(args.services, Some(ServicesArg::InProcess)) && scenario.kills_processes() {
+        anyhow::bail!(
+            "{}: faults.schedule has a worker_crash, which kills the worker process: it needs \
+             --services process (the default for such a schedule)",
+            args.file.display()
+        );
+    }
     let otlp = scenario.tracing.exporter == RawExporter::Otlp;
     let infra = tracebench::infra::provision(&scenario.infra, &Env::from_process(), otlp)
         .await
@@ -277,6 +285,11 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let services = match args.services {
+        None if scenario.kills_processes() => ServicesArg::Process,
+        None => ServicesArg::InProcess,
+        Some(s) => s,
+    };
+    let services = match services {
         ServicesArg::InProcess => Services::InProcess,
         ServicesArg::Process => Services::Process {
             exe: std::env::current_exe().context("finding the tracebench executable")?,

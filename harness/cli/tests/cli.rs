@@ -70,6 +70,7 @@ fn check_accepts_the_shipped_scenarios() {
         "outage-rabbitmq",
         "outage-kafka",
         "collector-down",
+        "worker-crash",
     ] {
         let out = tracebench(&["check", &format!("scenarios/{file}.yaml")]);
         assert_eq!(
@@ -117,6 +118,10 @@ fn a_bad_scenario_exits_2_naming_the_field() {
             "name: t\nduration: 5s\nload:\n  arrival: poisson\n  rate: 5\nservices:\n  store: sqlite\n",
             "services.store",
         ),
+        (
+            "name: t\nduration: 9s\nload:\n  arrival: poisson\n  rate: 5\nfaults:\n  schedule:\n    - {at: 1s, for: 3s, fault: {outage: worker}}\n",
+            "faults.schedule[0].fault",
+        ),
     ] {
         let file = dir.join("bad.yaml");
         std::fs::write(&file, text).expect("write");
@@ -158,6 +163,61 @@ fn a_rabbitmq_outage_mid_run_is_refused_meanwhile_and_loses_no_accepted_scan() {
         "{}",
         result["traces"]
     );
+}
+
+#[test]
+fn a_killed_worker_is_restarted_its_tasks_redelivered_and_nothing_lost_or_granted_twice() {
+    // worker-crash.yaml: process mode by default (the schedule kills a process).
+    let dir = scratch("worker-crash");
+    let result = run_scenario("worker-crash", &dir, &[], 0);
+    assert_eq!(result["faults"][0]["fault"], "worker_crash", "{result}");
+    assert_eq!(
+        result["spans"]["killed_processes"], 1,
+        "{}",
+        result["spans"]
+    );
+    assert_eq!(result["requests"]["failed"], 0, "{}", result["requests"]);
+    assert_eq!(result["scans"]["lost"], 0);
+    assert_eq!(result["scans"]["completed"], result["scans"]["accepted"]);
+    // What the dead worker held is telemetry loss, never a broken edge.
+    assert_eq!(
+        result["traces"]["broken_edges"],
+        serde_json::json!({}),
+        "{}",
+        result["traces"]
+    );
+    let lines = |file: &str, message: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.join(file))
+            .expect("a child's log")
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| l["message"] == message)
+            .collect()
+    };
+    // The restarted worker got the dead one's unacked tasks again.
+    let redelivered = lines("worker.log", "processing scan")
+        .iter()
+        .filter(|l| l["redelivered"] == true)
+        .count();
+    assert!(redelivered > 0, "no task was redelivered");
+    // One reward per scan, however often a scan's event arrived.
+    let granted = lines("character-consumer.log", "reward granted");
+    let tasks: std::collections::HashSet<&str> = granted
+        .iter()
+        .filter_map(|l| l["task.id"].as_str())
+        .collect();
+    assert_eq!(tasks.len(), granted.len(), "a task was granted twice");
+    assert!(tasks.len() as u64 >= result["scans"]["accepted"].as_u64().expect("accepted"));
+
+    // In one process there is no worker process to kill: refused before anything starts.
+    let out = tracebench(&[
+        "run",
+        "scenarios/worker-crash.yaml",
+        "--services",
+        "in-process",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--services process"));
 }
 
 #[test]

@@ -50,6 +50,10 @@ pub struct SpanSummary {
     /// Spans the embedded sink evicted to stay within its bound.
     #[serde(default)]
     pub evicted: u64,
+    /// Service processes killed by the fault schedule (`worker_crash`): whatever spans they
+    /// held unexported are lost, uncounted, as they never reported.
+    #[serde(default)]
+    pub killed_processes: u64,
 }
 
 impl SpanSummary {
@@ -59,6 +63,13 @@ impl SpanSummary {
         self.exported += other.exported;
         self.dropped += other.dropped;
         self.evicted += other.evicted;
+        self.killed_processes += other.killed_processes;
+    }
+
+    /// Whether spans may have been lost: some were counted lost, or a process died holding
+    /// an unknown number.
+    pub fn maybe_lost(&self) -> bool {
+        self.lost() > 0 || self.killed_processes > 0
     }
 
     /// Spans that never reached the verifier: dropped by an SDK or evicted by the sink.
@@ -81,6 +92,7 @@ impl From<tb_pipeline::events::SpanCounts> for SpanSummary {
             exported: c.exported,
             dropped: c.dropped,
             evicted: 0,
+            killed_processes: 0,
         }
     }
 }

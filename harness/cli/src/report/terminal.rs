@@ -32,11 +32,15 @@ pub fn summary(r: &RunResult) -> String {
         "scans     accepted {}  completed {}  lost {}",
         r.scans.accepted, r.scans.completed, r.scans.lost
     );
-    let _ = writeln!(
+    let _ = write!(
         s,
         "spans     ended {}  exported {}  dropped {}  evicted {}",
         r.spans.ended, r.spans.exported, r.spans.dropped, r.spans.evicted
     );
+    let _ = match r.spans.killed_processes {
+        0 => writeln!(s),
+        n => writeln!(s, "  + what {n} killed process(es) held, uncounted"),
+    };
     let _ = writeln!(
         s,
         "\nlatency ms           p50       p90       p99      p99.9       max"

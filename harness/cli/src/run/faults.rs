@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::RunError;
+use crate::children::Crasher;
 use crate::report::InjectedFault;
 use crate::scenario::{Fault, FaultHop, ScheduledFault};
 
@@ -76,12 +77,20 @@ pub(super) struct Rig {
     pub(super) rabbitmq: Option<Arc<Proxy>>,
     pub(super) collector: Option<Arc<Proxy>>,
     pub(super) kafka: Option<KafkaControl>,
+    /// Kills and restarts service processes (`--services process` only).
+    pub(super) crasher: Option<Crasher>,
 }
 
 impl Rig {
     /// Turns `fault` on or off.
     fn apply(&self, fault: Fault, on: bool) {
         let proxy = match fault.hop() {
+            FaultHop::Worker => {
+                if let Some(crasher) = &self.crasher {
+                    crash(crasher, on);
+                }
+                return;
+            }
             FaultHop::Kafka => {
                 if let Some(Err(e)) = self.kafka.as_ref().map(|k| k.set_down(on)) {
                     eprintln!("tracebench: fault {fault}: {e}");
@@ -96,6 +105,7 @@ impl Rig {
             (true, Fault::Outage(_)) => tb_faults::Fault::Down,
             (true, Fault::Blackhole(_)) => tb_faults::Fault::Blackhole,
             (true, Fault::Latency(_, d)) => tb_faults::Fault::Latency(d),
+            (true, Fault::WorkerCrash) => return,
         };
         if let Some(proxy) = proxy {
             proxy.set(set);
@@ -110,6 +120,18 @@ impl Rig {
         if let Some(kafka) = &self.kafka {
             let _ = kafka.set_down(false);
         }
+        if let Some(crasher) = &self.crasher {
+            crash(crasher, false);
+        }
+    }
+}
+
+/// Kills the worker (`on`) or starts it again.
+fn crash(crasher: &Crasher, on: bool) {
+    if on {
+        crasher.kill(tb_worker::SERVICE);
+    } else if let Err(e) = crasher.restart(tb_worker::SERVICE) {
+        eprintln!("tracebench: restarting the worker after worker_crash: {e}");
     }
 }
 
@@ -133,6 +155,11 @@ pub(super) fn play(
         return Err(RunError::Faults(
             "a Kafka outage needs the embedded broker (leave infra.kafka unset or embedded)"
                 .to_owned(),
+        ));
+    }
+    if rig.crasher.is_none() && schedule.iter().any(|f| f.fault == Fault::WorkerCrash) {
+        return Err(RunError::Faults(
+            "worker_crash kills the worker process: it needs --services process".to_owned(),
         ));
     }
     if rig.collector.is_none()

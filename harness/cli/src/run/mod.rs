@@ -162,7 +162,7 @@ pub async fn run(
         &spans,
         probe.as_deref(),
         &unjudged,
-        span_counts.lost() > 0,
+        span_counts.maybe_lost(),
     )
     .await;
     let verification_ms = verifying.elapsed().as_secs_f64() * 1e3;
@@ -419,7 +419,7 @@ fn verdicts(
             name: "telemetry.spans_lost".to_owned(),
             expected: 0.0,
             actual: spans.lost() as f64,
-            passed: spans.lost() == 0 || scenario.expect.allow_telemetry_loss,
+            passed: !spans.maybe_lost() || scenario.expect.allow_telemetry_loss,
         });
     }
     verdicts
@@ -480,10 +480,15 @@ impl Running {
                 .and_then(tb_messaging::kafka::EmbeddedKafka::control),
             Self::Children(children) => children.kafka_control(),
         };
+        let crasher = match self {
+            Self::InProcess(_) => None,
+            Self::Children(children) => Some(children.crasher()),
+        };
         faults::Rig {
             rabbitmq,
             collector,
             kafka,
+            crasher,
         }
     }
 
@@ -514,8 +519,10 @@ impl Running {
                 (described(pipeline.shutdown().await), SpanSummary::default())
             }
             Self::Children(children) => {
-                let (errors, spans) = children.shutdown().await;
-                (described(errors), spans.into())
+                let (errors, spans, killed) = children.shutdown().await;
+                let mut spans = SpanSummary::from(spans);
+                spans.killed_processes = killed;
+                (described(errors), spans)
             }
         }
     }

@@ -187,6 +187,8 @@ pub enum Fault {
     Blackhole(FaultHop),
     /// Every chunk on the hop is delayed this long.
     Latency(FaultHop, Duration),
+    /// The worker process is killed (SIGKILL) and started again when the fault ends.
+    WorkerCrash,
 }
 
 impl Fault {
@@ -194,6 +196,7 @@ impl Fault {
     pub fn hop(self) -> FaultHop {
         match self {
             Self::Outage(h) | Self::Blackhole(h) | Self::Latency(h, _) => h,
+            Self::WorkerCrash => FaultHop::Worker,
         }
     }
 }
@@ -204,6 +207,7 @@ impl std::fmt::Display for Fault {
             Self::Outage(h) => write!(f, "outage {}", h.name()),
             Self::Blackhole(h) => write!(f, "blackhole {}", h.name()),
             Self::Latency(h, d) => write!(f, "latency {} {d:?}", h.name()),
+            Self::WorkerCrash => f.write_str("worker_crash"),
         }
     }
 }
@@ -286,8 +290,20 @@ impl Check<'_> {
                 ));
             }
             let fault = match &r.fault {
-                RawFault::Outage(hop) => Fault::Outage(*hop),
                 RawFault::CollectorDown => Fault::Blackhole(FaultHop::Collector),
+                RawFault::WorkerCrash => Fault::WorkerCrash,
+                RawFault::Outage(FaultHop::Worker)
+                | RawFault::Blackhole(FaultHop::Worker)
+                | RawFault::Latency {
+                    hop: FaultHop::Worker,
+                    ..
+                } => {
+                    return Err(self.err(
+                        &path("fault"),
+                        "the worker takes worker_crash only (SIGKILL, started again after `for`)",
+                    ));
+                }
+                RawFault::Outage(hop) => Fault::Outage(*hop),
                 RawFault::Blackhole(FaultHop::Kafka)
                 | RawFault::Latency {
                     hop: FaultHop::Kafka,
@@ -393,6 +409,14 @@ impl Check<'_> {
 }
 
 impl Scenario {
+    /// Whether the schedule kills a service process (`worker_crash`), which needs every
+    /// service in a process of its own.
+    pub fn kills_processes(&self) -> bool {
+        self.faults
+            .iter()
+            .any(|f| matches!(f.fault, Fault::WorkerCrash))
+    }
+
     /// Stage 2: checks every value and builds the plan.
     ///
     /// # Errors

@@ -191,6 +191,9 @@ pub enum RawFault {
     Blackhole(FaultHop),
     /// The OTLP path to the trace collector blackholed: `{blackhole: collector}`.
     CollectorDown,
+    /// The worker process is killed (SIGKILL) and started again `for` later; needs
+    /// `--services process`.
+    WorkerCrash,
     /// Every chunk on the hop is delayed.
     Latency {
         /// The hop.
@@ -210,6 +213,8 @@ pub enum FaultHop {
     Kafka,
     /// The OTLP path from the services to the trace collector, through a fault proxy.
     Collector,
+    /// The worker process (`worker_crash` only).
+    Worker,
 }
 
 impl FaultHop {
@@ -219,6 +224,7 @@ impl FaultHop {
             Self::Rabbitmq => "rabbitmq",
             Self::Kafka => "kafka",
             Self::Collector => "collector",
+            Self::Worker => "worker",
         }
     }
 }
