@@ -167,11 +167,23 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Kills a child and starts it again, on the fault schedule's command (`worker_crash`).
+/// The children, shared: kills one and starts it again on the fault schedule's command
+/// (`worker_crash`), and reads their memory while the load runs.
 #[derive(Clone)]
-pub struct Crasher(Arc<Shared>);
+pub struct ChildControl(Arc<Shared>);
 
-impl Crasher {
+impl ChildControl {
+    /// Each running child's resident memory now, KiB.
+    pub fn rss_kb(&self) -> Vec<(&'static str, u64)> {
+        lock(&self.0.procs)
+            .iter()
+            .filter_map(|p| {
+                let pid = p.child.as_ref()?.id()?;
+                Some((p.name, crate::usage::rss_kb(&pid.to_string())?))
+            })
+            .collect()
+    }
+
     /// Kills service `name` with SIGKILL, as an OOM kill or a power cut would: no drain, no
     /// ack, no flush. Its CPU time and peak RSS so far stay counted. False when it is not
     /// running.
@@ -242,9 +254,9 @@ impl Children {
         self._kafka.as_ref().and_then(EmbeddedKafka::control)
     }
 
-    /// Kills and restarts children on command.
-    pub fn crasher(&self) -> Crasher {
-        Crasher(self.shared.clone())
+    /// Kills and restarts children on command, and reads their memory.
+    pub fn control(&self) -> ChildControl {
+        ChildControl(self.shared.clone())
     }
 
     /// Spawns one `exe service <name>` per service with `scenario`'s knobs and `wiring`'s

@@ -94,6 +94,15 @@ pub fn of(pid: &str) -> Option<(f64, u64)> {
     Some((cpu_s, peak_kb))
 }
 
+/// Resident memory of process `pid` now, KiB (`VmRSS`).
+pub fn rss_kb(pid: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +117,8 @@ mod tests {
         let (cpu_s, peak_kb) = of("self").expect("/proc/self");
         assert!(cpu_s >= 0.03, "{cpu_s}");
         assert!(peak_kb > 0);
+        let rss = rss_kb("self").expect("VmRSS");
+        assert!(rss > 0 && rss <= peak_kb, "{rss} of {peak_kb}");
     }
 
     #[test]

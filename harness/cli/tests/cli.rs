@@ -71,6 +71,7 @@ fn check_accepts_the_shipped_scenarios() {
         "outage-kafka",
         "collector-down",
         "worker-crash",
+        "soak",
     ] {
         let out = tracebench(&["check", &format!("scenarios/{file}.yaml")]);
         assert_eq!(
@@ -121,6 +122,10 @@ fn a_bad_scenario_exits_2_naming_the_field() {
         (
             "name: t\nduration: 9s\nload:\n  arrival: poisson\n  rate: 5\nfaults:\n  schedule:\n    - {at: 1s, for: 3s, fault: {outage: worker}}\n",
             "faults.schedule[0].fault",
+        ),
+        (
+            "name: t\nduration: 9s\nload:\n  arrival: poisson\n  rate: 5\nfaults:\n  schedule:\n    - {at: 1s, for: 3s, fault: {bandwidth: {hop: rabbitmq, bytes_per_s: 0}}}\n",
+            "faults.schedule[0].fault.bandwidth.bytes_per_s",
         ),
     ] {
         let file = dir.join("bad.yaml");

@@ -9,6 +9,8 @@
 //!   accepted) but nothing is forwarded either way until the fault ends; clients find out only
 //!   through their own timeouts.
 //! - [`Fault::Latency`]: every chunk is forwarded after the given delay.
+//! - [`Fault::Bandwidth`]: each direction of each connection carries at most the given bytes
+//!   per second.
 //!
 //! Clients point at [`Proxy::addr`] instead of the hop; the proxy itself adds one loopback
 //! copy per chunk and nothing else.
@@ -37,6 +39,8 @@ pub enum Fault {
     Blackhole,
     /// Forward each chunk after this delay.
     Latency(Duration),
+    /// Forward at most this many bytes a second, each direction of each connection.
+    Bandwidth(u64),
 }
 
 /// What the proxy has done so far.
@@ -205,10 +209,18 @@ async fn pipe(
                 }
                 continue;
             }
-            Fault::None | Fault::Latency(_) => {}
+            Fault::None | Fault::Latency(_) | Fault::Bandwidth(_) => {}
         }
+        // Under a bandwidth limit, chunks of a twentieth of a second's worth: the pace stays
+        // even rather than a burst and a long pause.
+        let chunk = match now {
+            Fault::Bandwidth(bps) => usize::try_from(bps / 20)
+                .unwrap_or(usize::MAX)
+                .clamp(1, buf.len()),
+            _ => buf.len(),
+        };
         let read = tokio::select! {
-            r = from.read(&mut buf) => r,
+            r = from.read(&mut buf[..chunk]) => r,
             changed = fault.changed() => {
                 if changed.is_err() {
                     return Ended::Down(from, to);
@@ -228,6 +240,9 @@ async fn pipe(
         }
         if to.write_all(&buf[..n]).await.is_err() {
             return Ended::Closed;
+        }
+        if let Fault::Bandwidth(bps) = now {
+            tokio::time::sleep(Duration::from_secs_f64(n as f64 / bps.max(1) as f64)).await;
         }
         stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -325,5 +340,26 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    #[tokio::test]
+    async fn a_bandwidth_limit_paces_each_direction() {
+        let proxy = Proxy::start(echo().await).await.expect("proxy");
+        proxy.set(Fault::Bandwidth(8_000));
+        let mut stream = TcpStream::connect(proxy.addr()).await.expect("connect");
+        let text = vec![7u8; 4_000];
+        let start = std::time::Instant::now();
+        assert_eq!(round_trip(&mut stream, &text).await.expect("echo"), text);
+        // 4000 bytes at 8000 B/s is half a second; the echo streams them back meanwhile, so
+        // the two directions overlap.
+        assert!(
+            start.elapsed() >= Duration::from_millis(450),
+            "{:?}",
+            start.elapsed()
+        );
+        proxy.set(Fault::None);
+        let start = std::time::Instant::now();
+        assert_eq!(round_trip(&mut stream, &text).await.expect("echo"), text);
+        assert!(start.elapsed() < Duration::from_millis(500));
     }
 }

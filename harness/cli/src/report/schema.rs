@@ -130,6 +130,16 @@ pub struct ProcessUsage {
     pub cpu_us_per_scan: f64,
     /// Peak resident memory, KiB.
     pub peak_rss_kb: u64,
+    /// Resident memory once warmed up: the median of the second fifth of the samples taken
+    /// while the load ran (about 60, 1 to 10 s apart), KiB. Absent in runs too short to tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_settled_kb: Option<u64>,
+    /// Resident memory at the end: the median of the last fifth of the samples, KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_end_kb: Option<u64>,
+    /// `rss_end_kb / rss_settled_kb - 1`: how much memory grew once warmed up (a leak grows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_growth: Option<f64>,
 }
 
 /// One rate of a saturation search.

@@ -84,9 +84,18 @@ pub fn summary(r: &RunResult) -> String {
 
 /// CPU per scan and peak memory of every process, and their sum.
 fn processes(s: &mut String, processes: &[ProcessUsage]) {
-    let _ = writeln!(s, "\nprocess              cpu s   µs/scan  peak RSS MiB");
+    let trends = processes.iter().any(|p| p.rss_growth.is_some());
+    let _ = writeln!(
+        s,
+        "\nprocess              cpu s   µs/scan  peak RSS MiB{}",
+        if trends {
+            "  RSS settled → end MiB"
+        } else {
+            ""
+        }
+    );
     for p in processes {
-        let _ = writeln!(
+        let _ = write!(
             s,
             "  {:<18}{:>7.2} {:>9.0} {:>13.1}",
             p.process,
@@ -94,6 +103,16 @@ fn processes(s: &mut String, processes: &[ProcessUsage]) {
             p.cpu_us_per_scan,
             p.peak_rss_kb as f64 / 1024.0
         );
+        let _ = match (p.rss_settled_kb, p.rss_end_kb, p.rss_growth) {
+            (Some(from), Some(to), Some(g)) => writeln!(
+                s,
+                "  {:>8.1} → {:.1} ({:+.1} %)",
+                from as f64 / 1024.0,
+                to as f64 / 1024.0,
+                g * 100.0
+            ),
+            _ => writeln!(s),
+        };
     }
     if processes.len() > 1 {
         let cpu: f64 = processes.iter().map(|p| p.cpu_s).sum();

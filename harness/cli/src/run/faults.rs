@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::RunError;
-use crate::children::Crasher;
+use crate::children::ChildControl;
 use crate::report::InjectedFault;
 use crate::scenario::{Fault, FaultHop, ScheduledFault};
 
@@ -78,7 +78,7 @@ pub(super) struct Rig {
     pub(super) collector: Option<Arc<Proxy>>,
     pub(super) kafka: Option<KafkaControl>,
     /// Kills and restarts service processes (`--services process` only).
-    pub(super) crasher: Option<Crasher>,
+    pub(super) control: Option<ChildControl>,
 }
 
 impl Rig {
@@ -86,8 +86,8 @@ impl Rig {
     fn apply(&self, fault: Fault, on: bool) {
         let proxy = match fault.hop() {
             FaultHop::Worker => {
-                if let Some(crasher) = &self.crasher {
-                    crash(crasher, on);
+                if let Some(control) = &self.control {
+                    crash(control, on);
                 }
                 return;
             }
@@ -105,6 +105,7 @@ impl Rig {
             (true, Fault::Outage(_)) => tb_faults::Fault::Down,
             (true, Fault::Blackhole(_)) => tb_faults::Fault::Blackhole,
             (true, Fault::Latency(_, d)) => tb_faults::Fault::Latency(d),
+            (true, Fault::Bandwidth(_, b)) => tb_faults::Fault::Bandwidth(b),
             (true, Fault::WorkerCrash) => return,
         };
         if let Some(proxy) = proxy {
@@ -120,17 +121,17 @@ impl Rig {
         if let Some(kafka) = &self.kafka {
             let _ = kafka.set_down(false);
         }
-        if let Some(crasher) = &self.crasher {
-            crash(crasher, false);
+        if let Some(control) = &self.control {
+            crash(control, false);
         }
     }
 }
 
 /// Kills the worker (`on`) or starts it again.
-fn crash(crasher: &Crasher, on: bool) {
+fn crash(control: &ChildControl, on: bool) {
     if on {
-        crasher.kill(tb_worker::SERVICE);
-    } else if let Err(e) = crasher.restart(tb_worker::SERVICE) {
+        control.kill(tb_worker::SERVICE);
+    } else if let Err(e) = control.restart(tb_worker::SERVICE) {
         eprintln!("tracebench: restarting the worker after worker_crash: {e}");
     }
 }
@@ -157,7 +158,7 @@ pub(super) fn play(
                 .to_owned(),
         ));
     }
-    if rig.crasher.is_none() && schedule.iter().any(|f| f.fault == Fault::WorkerCrash) {
+    if rig.control.is_none() && schedule.iter().any(|f| f.fault == Fault::WorkerCrash) {
         return Err(RunError::Faults(
             "worker_crash kills the worker process: it needs --services process".to_owned(),
         ));

@@ -13,6 +13,7 @@
 mod capacity;
 pub mod expect;
 mod faults;
+mod memory;
 mod progress;
 mod target;
 pub mod traces;
@@ -136,6 +137,10 @@ pub async fn run(
         counts
     };
     let rig = running.rig(session.proxy, options.collector.clone());
+    let sampling = memory::sample(
+        running.processes(),
+        memory::interval(scenario.warmup + scenario.duration),
+    );
     let (
         Driven {
             load,
@@ -146,7 +151,8 @@ pub async fn run(
         },
         injected,
     ) = load_under_faults(scenario, rig, &target, &trackers, &counted, options.quiet).await?;
-    let processes = running.usage(target.accepted());
+    let trends = sampling.stop().await;
+    let processes = with_trends(running.usage(target.accepted()), &trends);
     let children_spans = stop(running, session.feed, &session.wiring).await;
     // A search is judged at its capacity: spans the SDK dropped in the overloaded step after
     // it are not the run's. (Children report their counts only when they exit, so theirs
@@ -170,7 +176,7 @@ pub async fn run(
         http: load.http,
         end_to_end: load.end_to_end,
     };
-    let expectations = verdicts(
+    let mut expectations = verdicts(
         scenario,
         &load,
         &latency,
@@ -178,6 +184,9 @@ pub async fn run(
         traces.as_ref(),
         &span_counts,
     );
+    if let Some(bound) = scenario.expect.max_rss_growth {
+        expectations.push(rss_verdict(bound, &processes));
+    }
     let result = RunResult {
         schema_version: SCHEMA_VERSION,
         scenario: scenario.name.clone(),
@@ -425,6 +434,31 @@ fn verdicts(
     verdicts
 }
 
+/// `processes` with the memory trend of each over the load, where there is one.
+fn with_trends(mut processes: Vec<ProcessUsage>, trends: &[memory::Trend]) -> Vec<ProcessUsage> {
+    for p in &mut processes {
+        if let Some(t) = trends.iter().find(|t| t.process == p.process) {
+            p.rss_settled_kb = Some(t.settled_kb);
+            p.rss_end_kb = Some(t.end_kb);
+            p.rss_growth = Some(t.growth());
+        }
+    }
+    processes
+}
+
+/// `expect.max_rss_growth`: no process's memory moved by more than `bound` (a share) once
+/// warmed up, either way. Fails when no process had enough samples to tell.
+fn rss_verdict(bound: f64, processes: &[ProcessUsage]) -> Verdict {
+    let growths: Vec<f64> = processes.iter().filter_map(|p| p.rss_growth).collect();
+    let worst = growths.iter().map(|g| g.abs()).fold(0.0, f64::max);
+    Verdict {
+        name: "expect.max_rss_growth".to_owned(),
+        expected: bound,
+        actual: worst,
+        passed: !growths.is_empty() && worst <= bound,
+    }
+}
+
 /// Says where each piece of infrastructure came from.
 fn announce(infra: &Provisioned) {
     for (what, c) in [
@@ -463,8 +497,19 @@ impl Running {
                 cpu_s,
                 cpu_us_per_scan: cpu_s * 1e6 / scans.max(1) as f64,
                 peak_rss_kb,
+                rss_settled_kb: None,
+                rss_end_kb: None,
+                rss_growth: None,
             })
             .collect()
+    }
+
+    /// Where the service processes are, to sample their memory.
+    fn processes(&self) -> memory::Processes {
+        match self {
+            Self::InProcess(_) => memory::Processes::This,
+            Self::Children(children) => memory::Processes::Children(children.control()),
+        }
     }
 
     /// What the fault schedule acts through: the proxies in front of RabbitMQ and the
@@ -480,15 +525,15 @@ impl Running {
                 .and_then(tb_messaging::kafka::EmbeddedKafka::control),
             Self::Children(children) => children.kafka_control(),
         };
-        let crasher = match self {
+        let control = match self {
             Self::InProcess(_) => None,
-            Self::Children(children) => Some(children.crasher()),
+            Self::Children(children) => Some(children.control()),
         };
         faults::Rig {
             rabbitmq,
             collector,
             kafka,
-            crasher,
+            control,
         }
     }
 

@@ -36,6 +36,8 @@ pub struct Expect {
     pub max_broken: BTreeMap<String, u64>,
     /// Spans lost to telemetry are expected (reported, not a failure).
     pub allow_telemetry_loss: bool,
+    /// Largest change of a process's resident memory once warmed up, as a share.
+    pub max_rss_growth: Option<f64>,
 }
 
 /// The resolved infrastructure choices (URLs still to be provisioned).
@@ -187,6 +189,8 @@ pub enum Fault {
     Blackhole(FaultHop),
     /// Every chunk on the hop is delayed this long.
     Latency(FaultHop, Duration),
+    /// Each direction of each connection carries at most this many bytes a second.
+    Bandwidth(FaultHop, u64),
     /// The worker process is killed (SIGKILL) and started again when the fault ends.
     WorkerCrash,
 }
@@ -195,7 +199,7 @@ impl Fault {
     /// The hop it touches.
     pub fn hop(self) -> FaultHop {
         match self {
-            Self::Outage(h) | Self::Blackhole(h) | Self::Latency(h, _) => h,
+            Self::Outage(h) | Self::Blackhole(h) | Self::Latency(h, _) | Self::Bandwidth(h, _) => h,
             Self::WorkerCrash => FaultHop::Worker,
         }
     }
@@ -207,6 +211,7 @@ impl std::fmt::Display for Fault {
             Self::Outage(h) => write!(f, "outage {}", h.name()),
             Self::Blackhole(h) => write!(f, "blackhole {}", h.name()),
             Self::Latency(h, d) => write!(f, "latency {} {d:?}", h.name()),
+            Self::Bandwidth(h, b) => write!(f, "bandwidth {} {b} B/s", h.name()),
             Self::WorkerCrash => f.write_str("worker_crash"),
         }
     }
@@ -297,6 +302,10 @@ impl Check<'_> {
                 | RawFault::Latency {
                     hop: FaultHop::Worker,
                     ..
+                }
+                | RawFault::Bandwidth {
+                    hop: FaultHop::Worker,
+                    ..
                 } => {
                     return Err(self.err(
                         &path("fault"),
@@ -306,6 +315,10 @@ impl Check<'_> {
                 RawFault::Outage(hop) => Fault::Outage(*hop),
                 RawFault::Blackhole(FaultHop::Kafka)
                 | RawFault::Latency {
+                    hop: FaultHop::Kafka,
+                    ..
+                }
+                | RawFault::Bandwidth {
                     hop: FaultHop::Kafka,
                     ..
                 } => {
@@ -320,6 +333,15 @@ impl Check<'_> {
                         return Err(self.err(&path("fault.latency.ms"), "expected a delay > 0"));
                     }
                     Fault::Latency(*hop, Duration::from_secs_f64(ms / 1e3))
+                }
+                RawFault::Bandwidth { hop, bytes_per_s } => {
+                    if *bytes_per_s == 0 {
+                        return Err(self.err(
+                            &path("fault.bandwidth.bytes_per_s"),
+                            "expected at least 1 byte a second",
+                        ));
+                    }
+                    Fault::Bandwidth(*hop, *bytes_per_s)
                 }
             };
             let overlaps = faults
@@ -890,6 +912,10 @@ impl Check<'_> {
                 .transpose()?,
             max_broken: e.max_broken.clone(),
             allow_telemetry_loss: e.allow_telemetry_loss,
+            max_rss_growth: e
+                .max_rss_growth
+                .map(|v| self.positive("expect.max_rss_growth", v))
+                .transpose()?,
         })
     }
 }

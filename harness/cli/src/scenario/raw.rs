@@ -201,6 +201,13 @@ pub enum RawFault {
         /// The delay, in milliseconds.
         ms: f64,
     },
+    /// Each direction of each connection on the hop carries at most this many bytes a second.
+    Bandwidth {
+        /// The hop.
+        hop: FaultHop,
+        /// The limit.
+        bytes_per_s: u64,
+    },
 }
 
 /// A hop the schedule can fault.
@@ -629,4 +636,8 @@ pub struct RawExpect {
     /// Default false.
     #[serde(default)]
     pub allow_telemetry_loss: bool,
+    /// Largest change of any service process's resident memory once warmed up, as a share
+    /// (0.1: within ±10 %), for soaks. Default: none.
+    #[serde(default)]
+    pub max_rss_growth: Option<f64>,
 }
