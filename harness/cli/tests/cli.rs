@@ -170,6 +170,19 @@ fn a_rabbitmq_outage_mid_run_is_refused_meanwhile_and_loses_no_accepted_scan() {
     );
 }
 
+/// Every request served, every accepted scan completed, and no edge broken.
+fn assert_all_served_none_broken(result: &serde_json::Value) {
+    assert_eq!(result["requests"]["failed"], 0, "{}", result["requests"]);
+    assert_eq!(result["scans"]["lost"], 0);
+    assert_eq!(result["scans"]["completed"], result["scans"]["accepted"]);
+    assert_eq!(
+        result["traces"]["broken_edges"],
+        serde_json::json!({}),
+        "{}",
+        result["traces"]
+    );
+}
+
 #[test]
 fn a_killed_worker_is_restarted_its_tasks_redelivered_and_nothing_lost_or_granted_twice() {
     // worker-crash.yaml: process mode by default (the schedule kills a process).
@@ -181,16 +194,8 @@ fn a_killed_worker_is_restarted_its_tasks_redelivered_and_nothing_lost_or_grante
         "{}",
         result["spans"]
     );
-    assert_eq!(result["requests"]["failed"], 0, "{}", result["requests"]);
-    assert_eq!(result["scans"]["lost"], 0);
-    assert_eq!(result["scans"]["completed"], result["scans"]["accepted"]);
     // What the dead worker held is telemetry loss, never a broken edge.
-    assert_eq!(
-        result["traces"]["broken_edges"],
-        serde_json::json!({}),
-        "{}",
-        result["traces"]
-    );
+    assert_all_served_none_broken(&result);
     let lines = |file: &str, message: &str| -> Vec<serde_json::Value> {
         std::fs::read_to_string(dir.join(file))
             .expect("a child's log")
@@ -243,17 +248,9 @@ fn a_dark_collector_costs_spans_at_most_never_scans() {
         "{result}"
     );
     assert_eq!(result["faults"][0]["for_s"], 8.0);
-    // Every scan served and completed while the exporters could not export.
-    assert_eq!(result["requests"]["failed"], 0, "{}", result["requests"]);
-    assert_eq!(result["scans"]["lost"], 0);
-    assert_eq!(result["scans"]["completed"], result["scans"]["accepted"]);
-    // Whatever was lost is telemetry's, reported as such: never a broken edge.
-    assert_eq!(
-        result["traces"]["broken_edges"],
-        serde_json::json!({}),
-        "{}",
-        result["traces"]
-    );
+    // Every scan served and completed while the exporters could not export; whatever was
+    // lost is telemetry's, reported as such: never a broken edge.
+    assert_all_served_none_broken(&result);
     let lost = result["spans"]["dropped"].as_u64().expect("dropped")
         + result["spans"]["evicted"].as_u64().expect("evicted");
     let verdict = result["expectations"]

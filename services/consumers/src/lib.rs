@@ -210,7 +210,17 @@ where
             store(&consumer, &mut offsets, partition, offset);
         }
     }
-    match consumer.commit_consumer_state(CommitMode::Sync) {
+    // A synchronous commit, and closing the consumer (it leaves its group), both wait on the
+    // broker: a blocking thread does them, so no runtime thread stalls meanwhile (one that did
+    // once starved a fault proxy on the same runtime, and with it the broker's answer).
+    let committed = tokio::task::spawn_blocking(move || {
+        let committed = consumer.commit_consumer_state(CommitMode::Sync);
+        drop(consumer);
+        committed
+    })
+    .await
+    .unwrap_or(Err(rdkafka::error::KafkaError::Canceled));
+    match committed {
         // Nothing consumed yet: nothing to commit.
         Err(rdkafka::error::KafkaError::ConsumerCommit(
             rdkafka::types::RDKafkaErrorCode::NoOffset,

@@ -44,6 +44,13 @@ async fn wait_processed(pipeline: &mut Pipeline, task_id: &str) {
     }
 }
 
+/// `n` rewards granted and `n` scans in user-7's history: each scan counted once.
+async fn assert_granted(pipeline: &Pipeline, n: usize) {
+    let rewards = pipeline.rewards.reward_count().await.expect("rewards");
+    let history = pipeline.history.history("user-7").await.expect("history");
+    assert_eq!((rewards, history.len()), (n as u64, n));
+}
+
 /// Waits until both consumers processed every one of `task_ids`, in any order.
 async fn wait_all_processed(pipeline: &mut Pipeline, task_ids: &[&str]) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -732,16 +739,7 @@ async fn a_rabbitmq_outage_refuses_scans_then_recovers_without_losing_an_accepte
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(pipeline.rewards.reward_count().await.expect("rewards"), 2);
-    assert_eq!(
-        pipeline
-            .history
-            .history("user-7")
-            .await
-            .expect("history")
-            .len(),
-        2
-    );
+    assert_granted(&pipeline, 2).await;
 
     // Its trace stayed whole: the redelivery is one more span in it, under the same publish.
     let spans = trace_until(trace_id_of(&first), |spans| {
@@ -905,16 +903,7 @@ async fn survives_a_kafka_outage(pipeline: &mut Pipeline, set_down: impl Fn(bool
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     wait_all_processed(pipeline, &refs).await;
     still_running(pipeline).await;
-    assert_eq!(pipeline.rewards.reward_count().await.expect("rewards"), 4);
-    assert_eq!(
-        pipeline
-            .history
-            .history("user-7")
-            .await
-            .expect("history")
-            .len(),
-        4
-    );
+    assert_granted(pipeline, 4).await;
     for body in &during {
         let spans = trace_until(trace_id_of(body), |spans| {
             spans.iter().any(|s| s.span.name == "record_history")
@@ -1038,5 +1027,5 @@ async fn with_postgres_the_write_is_a_database_span_and_a_restarted_consumer_nev
     );
     assert!(consumers.shutdown().await.is_empty());
     drop_queue(&queue).await;
-    common::drop_schema(&pg).await;
+    tb_store::testing::drop_schema(&pg).await;
 }

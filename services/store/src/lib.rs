@@ -11,6 +11,8 @@
 
 mod memory;
 mod postgres;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -204,14 +206,7 @@ impl Stores {
 mod tests {
     use super::*;
 
-    fn result() -> ScanResult {
-        ScanResult {
-            category: "plastic".to_owned(),
-            confidence: 0.9,
-            rule: "recycle".to_owned(),
-            answer: "rinse it".to_owned(),
-        }
-    }
+    use crate::testing::sample_result as result;
 
     #[tokio::test]
     async fn a_scan_moves_from_processing_to_completed_and_announced() {

@@ -3,9 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+use tb_store::testing::{drop_schema, sample_result as result};
 use tb_store::{
-    EventStore, HistoryStore, PgConfig, PgStore, Reward, RewardStore, ScanRecord, ScanResult,
-    ScanState, StoreError,
+    EventStore, HistoryStore, PgConfig, PgStore, Reward, RewardStore, ScanRecord, ScanState,
+    StoreError,
 };
 
 /// A fresh schema name, and the config that uses it.
@@ -28,19 +29,6 @@ fn uuid_like() -> String {
     )
 }
 
-async fn drop_schema(config: &PgConfig) {
-    let (client, connection) = tokio_postgres::connect(&config.url, tokio_postgres::NoTls)
-        .await
-        .expect("postgres answers");
-    let conn = tokio::spawn(connection);
-    client
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", config.schema))
-        .await
-        .expect("schema dropped");
-    drop(client);
-    let _ = conn.await;
-}
-
 async fn open(config: &PgConfig) -> PgStore {
     PgStore::open(config).await.unwrap_or_else(|e| {
         panic!(
@@ -48,15 +36,6 @@ async fn open(config: &PgConfig) -> PgStore {
             config.url
         )
     })
-}
-
-fn result() -> ScanResult {
-    ScanResult {
-        category: "plastic".to_owned(),
-        confidence: 0.9,
-        rule: "recycle".to_owned(),
-        answer: "rinse it".to_owned(),
-    }
 }
 
 #[tokio::test]

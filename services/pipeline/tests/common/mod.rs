@@ -150,17 +150,3 @@ pub(crate) fn postgres() -> tb_store::PgConfig {
     let schema = format!("tb_test_{}", uuid::Uuid::new_v4().simple());
     tb_store::PgConfig::resolve(None, Some(schema))
 }
-
-/// Drops a test's schema and everything in it.
-pub(crate) async fn drop_schema(config: &tb_store::PgConfig) {
-    let (client, connection) = tokio_postgres::connect(&config.url, tokio_postgres::NoTls)
-        .await
-        .expect("postgres answers");
-    let conn = tokio::spawn(connection);
-    client
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", config.schema))
-        .await
-        .expect("schema dropped");
-    drop(client);
-    let _ = conn.await;
-}
