@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use memory::MemoryStore;
+pub use memory::{DEFAULT_CAPACITY as MEMORY_CAPACITY, MemoryStore};
 pub use postgres::{DEFAULT_SCHEMA, DEFAULT_URL, PgConfig, PgStore, URL_ENV, valid_schema};
 
 /// A boxed future, so the trait stays object-safe (`Arc<dyn EventStore>`).

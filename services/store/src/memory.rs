@@ -1,6 +1,8 @@
-//! State in process memory: maps behind mutexes.
+//! State in process memory: maps behind mutexes, each holding at most [`MemoryStore::capacity`]
+//! entries (the oldest go first), so a pipeline that runs for hours stays within its memory.
+//! Redeliveries and duplicate events arrive within seconds, long before an entry ages out.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -9,21 +11,63 @@ use crate::{
     StoreFuture,
 };
 
+/// Entries each map of a [`MemoryStore`] keeps by default: about 50 MB of scans.
+pub const DEFAULT_CAPACITY: usize = 100_000;
+
 /// The in-process store: maps behind mutexes, with a simulated write latency (the seed's
 /// `save_to_event_store` takes 20 ms) applied to writes made on the worker's critical path.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
-    scans: Mutex<HashMap<String, ScanRecord>>,
-    rewards: Mutex<HashMap<String, Reward>>,
-    history: Mutex<Histories>,
+    scans: Mutex<Bounded<ScanRecord>>,
+    rewards: Mutex<Bounded<Reward>>,
+    /// Each recorded task's user, oldest first, and every user's task ids in order.
+    history: Mutex<(Bounded<String>, ByUser)>,
     write_latency: Duration,
 }
 
-/// Every user's task ids in order, and every task id recorded.
-#[derive(Debug, Default)]
-struct Histories {
-    by_user: HashMap<String, Vec<String>>,
-    seen: HashSet<String>,
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::with_capacity(Duration::ZERO, DEFAULT_CAPACITY)
+    }
+}
+
+/// Every user's task ids, oldest first.
+type ByUser = HashMap<String, VecDeque<String>>;
+
+/// A map from task id that forgets its oldest entry once it holds `capacity`.
+#[derive(Debug)]
+struct Bounded<V> {
+    map: HashMap<String, V>,
+    order: VecDeque<String>,
+    capacity: usize,
+}
+
+impl<V> Bounded<V> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The entry of `key`, inserted with `value` when missing (evicting the oldest entry, which
+    /// is returned, when full).
+    fn entry(&mut self, key: &str, value: impl FnOnce() -> V) -> (&mut V, Option<(String, V)>) {
+        let mut evicted = None;
+        if !self.map.contains_key(key) {
+            if self.map.len() >= self.capacity
+                && let Some(oldest) = self.order.pop_front()
+            {
+                evicted = self.map.remove(&oldest).map(|v| (oldest, v));
+            }
+            self.order.push_back(key.to_owned());
+        }
+        (
+            self.map.entry(key.to_owned()).or_insert_with(value),
+            evicted,
+        )
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -31,16 +75,23 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl MemoryStore {
-    /// A store whose result writes take `write_latency`.
+    /// A store whose result writes take `write_latency`, keeping [`DEFAULT_CAPACITY`] entries.
     pub fn new(write_latency: Duration) -> Self {
+        Self::with_capacity(write_latency, DEFAULT_CAPACITY)
+    }
+
+    /// A store keeping at most `capacity` scans, rewards and history entries, each.
+    pub fn with_capacity(write_latency: Duration, capacity: usize) -> Self {
         Self {
+            scans: Mutex::new(Bounded::new(capacity)),
+            rewards: Mutex::new(Bounded::new(capacity)),
+            history: Mutex::new((Bounded::new(capacity), HashMap::new())),
             write_latency,
-            ..Self::default()
         }
     }
 
     fn update(&self, task_id: &str, f: impl FnOnce(&mut ScanRecord)) -> Result<(), StoreError> {
-        match lock(&self.scans).get_mut(task_id) {
+        match lock(&self.scans).map.get_mut(task_id) {
             Some(record) => {
                 f(record);
                 Ok(())
@@ -52,20 +103,20 @@ impl MemoryStore {
 
 impl EventStore for MemoryStore {
     fn create(&self, record: ScanRecord) -> StoreFuture<'_, ()> {
-        lock(&self.scans)
-            .entry(record.task_id.clone())
-            .or_insert(record);
+        let key = record.task_id.clone();
+        lock(&self.scans).entry(&key, || record);
         Box::pin(async { Ok(()) })
     }
 
     fn get(&self, task_id: &str) -> StoreFuture<'_, Option<ScanRecord>> {
-        let found = lock(&self.scans).get(task_id).cloned();
+        let found = lock(&self.scans).map.get(task_id).cloned();
         Box::pin(async move { Ok(found) })
     }
 
     fn start_attempt(&self, record: ScanRecord) -> StoreFuture<'_, ScanRecord> {
+        let key = record.task_id.clone();
         let mut scans = lock(&self.scans);
-        let entry = scans.entry(record.task_id.clone()).or_insert(record);
+        let (entry, _) = scans.entry(&key, || record);
         entry.attempts += 1;
         let updated = entry.clone();
         Box::pin(async move { Ok(updated) })
@@ -99,49 +150,105 @@ impl EventStore for MemoryStore {
 
 impl RewardStore for MemoryStore {
     fn has_reward(&self, task_id: &str) -> StoreFuture<'_, bool> {
-        let found = lock(&self.rewards).contains_key(task_id);
+        let found = lock(&self.rewards).map.contains_key(task_id);
         Box::pin(async move { Ok(found) })
     }
 
     fn record_reward(&self, reward: Reward) -> StoreFuture<'_, bool> {
         let mut rewards = lock(&self.rewards);
-        let new = !rewards.contains_key(&reward.task_id);
+        let new = !rewards.map.contains_key(&reward.task_id);
         if new {
-            rewards.insert(reward.task_id.clone(), reward);
+            let key = reward.task_id.clone();
+            rewards.entry(&key, || reward);
         }
         Box::pin(async move { Ok(new) })
     }
 
     fn reward(&self, task_id: &str) -> StoreFuture<'_, Option<Reward>> {
-        let found = lock(&self.rewards).get(task_id).cloned();
+        let found = lock(&self.rewards).map.get(task_id).cloned();
         Box::pin(async move { Ok(found) })
     }
 
+    /// Rewards held: every one granted, until the store is full and the oldest go.
     fn reward_count(&self) -> StoreFuture<'_, u64> {
-        let n = lock(&self.rewards).len() as u64;
+        let n = lock(&self.rewards).map.len() as u64;
         Box::pin(async move { Ok(n) })
     }
 }
 
 impl HistoryStore for MemoryStore {
     fn record_scan(&self, user_id: &str, task_id: &str) -> StoreFuture<'_, bool> {
-        let mut h = lock(&self.history);
-        let new = h.seen.insert(task_id.to_owned());
+        let mut guard = lock(&self.history);
+        let (seen, by_user) = &mut *guard;
+        let new = !seen.map.contains_key(task_id);
         if new {
-            h.by_user
+            let (_, evicted) = seen.entry(task_id, || user_id.to_owned());
+            // The oldest entry of all is the oldest of its user's.
+            if let Some((_, user)) = evicted
+                && let Some(tasks) = by_user.get_mut(&user)
+            {
+                tasks.pop_front();
+                if tasks.is_empty() {
+                    by_user.remove(&user);
+                }
+            }
+            by_user
                 .entry(user_id.to_owned())
                 .or_default()
-                .push(task_id.to_owned());
+                .push_back(task_id.to_owned());
         }
         Box::pin(async move { Ok(new) })
     }
 
     fn history(&self, user_id: &str) -> StoreFuture<'_, Vec<String>> {
         let found = lock(&self.history)
-            .by_user
+            .1
             .get(user_id)
-            .cloned()
+            .map(|t| t.iter().cloned().collect())
             .unwrap_or_default();
         Box::pin(async move { Ok(found) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_store_forgets_its_oldest_entries_and_nothing_else() {
+        let store = MemoryStore::with_capacity(Duration::ZERO, 3);
+        for t in ["t1", "t2", "t3", "t4"] {
+            store.create(ScanRecord::new(t, "u1", "a")).await.ok();
+            store
+                .record_reward(Reward {
+                    task_id: t.to_owned(),
+                    user_id: "u1".to_owned(),
+                    character: "c".to_owned(),
+                })
+                .await
+                .ok();
+            store
+                .record_scan(if t == "t2" { "u2" } else { "u1" }, t)
+                .await
+                .ok();
+        }
+        assert_eq!(store.get("t1").await, Ok(None));
+        assert!(store.get("t4").await.is_ok_and(|r| r.is_some()));
+        // Updating a kept scan does not evict anything.
+        store
+            .start_attempt(ScanRecord::new("t2", "u1", "a"))
+            .await
+            .ok();
+        assert!(store.get("t2").await.is_ok_and(|r| r.is_some()));
+        assert_eq!(store.has_reward("t1").await, Ok(false));
+        assert_eq!(store.reward_count().await, Ok(3));
+        assert_eq!(
+            store.history("u1").await,
+            Ok(vec!["t3".to_owned(), "t4".to_owned()])
+        );
+        assert_eq!(store.history("u2").await, Ok(vec!["t2".to_owned()]));
+        // A task forgotten from the history counts as new again.
+        assert_eq!(store.record_scan("u1", "t1").await, Ok(true));
+        assert_eq!(store.history("u2").await, Ok(vec![]));
     }
 }
