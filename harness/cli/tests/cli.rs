@@ -218,6 +218,18 @@ fn a_killed_worker_is_restarted_its_tasks_redelivered_and_nothing_lost_or_grante
         .collect();
     assert_eq!(tasks.len(), granted.len(), "a task was granted twice");
     assert!(tasks.len() as u64 >= result["scans"]["accepted"].as_u64().expect("accepted"));
+    // Memory was sampled over the 22 s of load, about a second apart, through the restart.
+    let worker = result["processes"]
+        .as_array()
+        .expect("processes")
+        .iter()
+        .find(|p| p["process"] == "worker")
+        .expect("the worker's row")
+        .clone();
+    let samples = worker["rss_samples_kb"].as_array().map_or(0, Vec::len);
+    assert!(samples >= 10, "{worker}");
+    assert_eq!(worker["rss_sample_every_s"], 1.0);
+    assert!(worker["rss_growth"].is_f64(), "{worker}");
 
     // In one process there is no worker process to kill: refused before anything starts.
     let out = tracebench(&[

@@ -140,6 +140,13 @@ pub struct ProcessUsage {
     /// `rss_end_kb / rss_settled_kb - 1`: how much memory grew once warmed up (a leak grows).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rss_growth: Option<f64>,
+    /// Every RSS sample, KiB, in order, `rss_sample_every_s` apart: the curve behind the
+    /// trend (a plateau, a slope, steps).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rss_samples_kb: Vec<u64>,
+    /// Seconds between two RSS samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_sample_every_s: Option<f64>,
 }
 
 /// One rate of a saturation search.

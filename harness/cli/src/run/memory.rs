@@ -41,6 +41,8 @@ pub(super) struct Trend {
     pub(super) settled_kb: u64,
     /// Median RSS of the last fifth, KiB.
     pub(super) end_kb: u64,
+    /// Every sample, KiB, in order.
+    pub(super) samples_kb: Vec<u64>,
 }
 
 impl Trend {
@@ -113,6 +115,7 @@ fn trend(process: &'static str, series: &[u64]) -> Option<Trend> {
         process,
         settled_kb: median(&series[fifth..2 * fifth]),
         end_kb: median(&series[series.len() - fifth..]),
+        samples_kb: series.to_vec(),
     })
 }
 

@@ -137,10 +137,8 @@ pub async fn run(
         counts
     };
     let rig = running.rig(session.proxy, options.collector.clone());
-    let sampling = memory::sample(
-        running.processes(),
-        memory::interval(scenario.warmup + scenario.duration),
-    );
+    let sample_every = memory::interval(scenario.warmup + scenario.duration);
+    let sampling = memory::sample(running.processes(), sample_every);
     let (
         Driven {
             load,
@@ -152,7 +150,7 @@ pub async fn run(
         injected,
     ) = load_under_faults(scenario, rig, &target, &trackers, &counted, options.quiet).await?;
     let trends = sampling.stop().await;
-    let processes = with_trends(running.usage(target.accepted()), &trends);
+    let processes = with_trends(running.usage(target.accepted()), &trends, sample_every);
     let children_spans = stop(running, session.feed, &session.wiring).await;
     // A search is judged at its capacity: spans the SDK dropped in the overloaded step after
     // it are not the run's. (Children report their counts only when they exit, so theirs
@@ -435,12 +433,18 @@ fn verdicts(
 }
 
 /// `processes` with the memory trend of each over the load, where there is one.
-fn with_trends(mut processes: Vec<ProcessUsage>, trends: &[memory::Trend]) -> Vec<ProcessUsage> {
+fn with_trends(
+    mut processes: Vec<ProcessUsage>,
+    trends: &[memory::Trend],
+    every: Duration,
+) -> Vec<ProcessUsage> {
     for p in &mut processes {
         if let Some(t) = trends.iter().find(|t| t.process == p.process) {
             p.rss_settled_kb = Some(t.settled_kb);
             p.rss_end_kb = Some(t.end_kb);
             p.rss_growth = Some(t.growth());
+            p.rss_samples_kb.clone_from(&t.samples_kb);
+            p.rss_sample_every_s = Some(every.as_secs_f64());
         }
     }
     processes
@@ -500,6 +504,8 @@ impl Running {
                 rss_settled_kb: None,
                 rss_end_kb: None,
                 rss_growth: None,
+                rss_samples_kb: Vec::new(),
+                rss_sample_every_s: None,
             })
             .collect()
     }
