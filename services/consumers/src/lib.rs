@@ -76,15 +76,17 @@ pub type Rewards = Arc<dyn RewardStore>;
 /// Where my consumer keeps its users' histories.
 pub type History = Arc<dyn HistoryStore>;
 
-/// Runs a store call until it succeeds (true, with its value) or the consumer stops (None):
-/// a database that is away holds the record, it does not skip it.
-async fn persist<T, Fut>(
+/// Runs `call` (a store write, a publish) until it succeeds (its value) or the consumer stops
+/// (None), backing off between tries: a database or broker that is away holds the record, it
+/// does not skip it.
+async fn persist<T, E, Fut>(
     what: &str,
     stopping: &mut Stopping,
     mut call: impl FnMut() -> Fut,
 ) -> Option<T>
 where
-    Fut: Future<Output = Result<T, tb_store::StoreError>>,
+    E: std::fmt::Display,
+    Fut: Future<Output = Result<T, E>>,
 {
     let mut backoff = Backoff::broker();
     loop {
@@ -368,24 +370,16 @@ async fn publish_granted(
     let Ok(payload) = serde_json::to_vec(granted) else {
         return false;
     };
-    let mut backoff = Backoff::broker();
-    loop {
-        let published = tb_messaging::kafka::publish(
+    let published = persist("publishing character.granted", &mut stopping, || {
+        tb_messaging::kafka::publish(
             producer,
             CHARACTER_GRANTED,
             &granted.user_id,
             &granted.task_id,
             &payload,
         )
-        .await;
-        let Err(e) = published else { return true };
-        let wait = backoff.next_wait();
-        tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "publishing character.granted failed; retrying");
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = stopping.wait() => return false,
-        }
-    }
+    });
+    published.await.is_some()
 }
 
 /// My consumer: records each scan in its user's history.

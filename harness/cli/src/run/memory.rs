@@ -13,23 +13,14 @@ use crate::children::ChildControl;
 /// Fewer samples than this make no trend.
 const MIN_SAMPLES: usize = 10;
 
-/// Where the service processes are.
-#[derive(Clone)]
-pub(super) enum Processes {
-    /// Every service in this process.
-    This,
-    /// One child per service.
-    Children(ChildControl),
-}
-
-impl Processes {
-    fn rss_kb(&self) -> Vec<(&'static str, u64)> {
-        match self {
-            Self::This => crate::usage::rss_kb("self")
-                .map(|kb| vec![("tracebench", kb)])
-                .unwrap_or_default(),
-            Self::Children(children) => children.rss_kb(),
-        }
+/// Every service process's resident memory now, KiB: the children's, or this process's when
+/// the services run here (`children` is `None`).
+fn rss_kb(children: Option<&ChildControl>) -> Vec<(&'static str, u64)> {
+    match children {
+        None => crate::usage::rss_kb("self")
+            .map(|kb| vec![("tracebench", kb)])
+            .unwrap_or_default(),
+        Some(children) => children.rss_kb(),
     }
 }
 
@@ -58,15 +49,15 @@ pub(super) struct Sampling {
     task: JoinHandle<Vec<Vec<(&'static str, u64)>>>,
 }
 
-/// Samples `processes` every `every` until [`Sampling::stop`].
-pub(super) fn sample(processes: Processes, every: Duration) -> Sampling {
+/// Samples the children (this process when `None`) every `every` until [`Sampling::stop`].
+pub(super) fn sample(children: Option<ChildControl>, every: Duration) -> Sampling {
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
         let mut samples = Vec::new();
         let mut tick = tokio::time::interval(every);
         loop {
             tokio::select! {
-                _ = tick.tick() => samples.push(processes.rss_kb()),
+                _ = tick.tick() => samples.push(rss_kb(children.as_ref())),
                 _ = stopped.wait_for(|s| *s) => return samples,
             }
         }

@@ -138,7 +138,7 @@ pub async fn run(
     };
     let rig = running.rig(session.proxy, options.collector.clone());
     let sample_every = memory::interval(scenario.warmup + scenario.duration);
-    let sampling = memory::sample(running.processes(), sample_every);
+    let sampling = memory::sample(running.children(), sample_every);
     let (
         Driven {
             load,
@@ -174,17 +174,15 @@ pub async fn run(
         http: load.http,
         end_to_end: load.end_to_end,
     };
-    let mut expectations = verdicts(
+    let expectations = verdicts(
         scenario,
         &load,
         &latency,
         capacity.as_ref(),
         traces.as_ref(),
         &span_counts,
+        &processes,
     );
-    if let Some(bound) = scenario.expect.max_rss_growth {
-        expectations.push(rss_verdict(bound, &processes));
-    }
     let result = RunResult {
         schema_version: SCHEMA_VERSION,
         scenario: scenario.name.clone(),
@@ -407,6 +405,7 @@ fn verdicts(
     capacity: Option<&CapacitySection>,
     traces: Option<&TracesSection>,
     spans: &SpanSummary,
+    processes: &[ProcessUsage],
 ) -> Vec<Verdict> {
     let offered = load.requests.sent + load.requests.skipped;
     let summary = traces.map(|t| &t.summary);
@@ -428,6 +427,9 @@ fn verdicts(
             actual: spans.lost() as f64,
             passed: !spans.maybe_lost() || scenario.expect.allow_telemetry_loss,
         });
+    }
+    if let Some(bound) = scenario.expect.max_rss_growth {
+        verdicts.push(rss_verdict(bound, processes));
     }
     verdicts
 }
@@ -510,11 +512,11 @@ impl Running {
             .collect()
     }
 
-    /// Where the service processes are, to sample their memory.
-    fn processes(&self) -> memory::Processes {
+    /// The children, to kill and restart and to read memory from; `None` in process.
+    fn children(&self) -> Option<crate::children::ChildControl> {
         match self {
-            Self::InProcess(_) => memory::Processes::This,
-            Self::Children(children) => memory::Processes::Children(children.control()),
+            Self::InProcess(_) => None,
+            Self::Children(children) => Some(children.control()),
         }
     }
 
@@ -531,15 +533,11 @@ impl Running {
                 .and_then(tb_messaging::kafka::EmbeddedKafka::control),
             Self::Children(children) => children.kafka_control(),
         };
-        let control = match self {
-            Self::InProcess(_) => None,
-            Self::Children(children) => Some(children.control()),
-        };
         faults::Rig {
             rabbitmq,
             collector,
             kafka,
-            control,
+            control: self.children(),
         }
     }
 
