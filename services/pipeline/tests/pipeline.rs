@@ -353,6 +353,114 @@ async fn a_valid_incoming_traceparent_is_continued_and_an_invalid_one_starts_a_n
     drop_queue(&queue).await;
 }
 
+/// `traceparent` and `tracestate` of each record on `topic` whose payload names one of
+/// `task_ids`, in their order, read by a consumer group of the test's own.
+async fn record_contexts(
+    brokers: &str,
+    topic: &str,
+    task_ids: &[String],
+) -> Vec<(String, Option<String>)> {
+    use opentelemetry::propagation::Extractor;
+    use rdkafka::Message;
+    use rdkafka::consumer::Consumer;
+
+    let group = format!("test-{}", uuid::Uuid::new_v4());
+    let consumer = tb_messaging::kafka::consumer(brokers, &group).expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribed");
+    let mut found: HashMap<String, (String, Option<String>)> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while found.len() < task_ids.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let message = tokio::time::timeout(left, consumer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{topic}: records of {task_ids:?} missing"))
+            .expect("a record");
+        let payload = String::from_utf8_lossy(message.payload().unwrap_or_default());
+        let Some(task_id) = task_ids.iter().find(|t| payload.contains(t.as_str())) else {
+            continue;
+        };
+        let headers = message.headers().expect("trace headers");
+        let extractor = tb_telemetry::carrier::kafka::KafkaExtractor::new(headers);
+        let read = |key: &str| extractor.get(key).map(str::to_owned);
+        let context = (
+            read("traceparent").expect("a traceparent"),
+            read("tracestate"),
+        );
+        found.insert(task_id.clone(), context);
+    }
+    task_ids.iter().map(|t| found[t].clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_random_flag_and_a_level_2_tracestate_survive_http_rabbitmq_and_kafka() {
+    telemetry();
+    let queue = queue();
+    let mut pipeline = Pipeline::start(config(&queue))
+        .await
+        .expect("pipeline starts");
+    let addr = pipeline.scan_api.expect("scan-api runs");
+    let incoming = "4bf92f3577b34da6a3ce929d0e0e4736";
+    // Level 2 keys the SDK's TraceState refuses, and a duplicated key.
+    let state = "foo@@bar=1,rojo=2,foo@@bar=3,t@vvvvvvvvvvvvvvv=4";
+    // Sent flags, and the flags every later hop must carry: 02 and 00 are not sampled, so the
+    // SDK drops those spans; a trace started by scan-api has a random id.
+    let cases = [
+        (Some("02"), "02"),
+        (Some("00"), "00"),
+        (Some("01"), "01"),
+        (None, "03"),
+    ];
+    let mut task_ids = Vec::new();
+    for (sent, _) in cases {
+        let mut request = reqwest::Client::new()
+            .post(format!("http://{addr}/scan"))
+            .header("tracestate", state)
+            .json(&serde_json::json!({"image_url": "https://img.example/a.jpg", "user_id": "u"}));
+        if let Some(flags) = sent {
+            request = request.header(
+                "traceparent",
+                format!("00-{incoming}-00f067aa0ba902b7-{flags}"),
+            );
+        }
+        let response = request.send().await.expect("scan-api answers");
+        assert_eq!(response.status(), 202);
+        let body: Value = response.json().await.expect("json");
+        task_ids.push(body["task_id"].as_str().expect("task_id").to_owned());
+    }
+    let ids: Vec<&str> = task_ids.iter().map(String::as_str).collect();
+    wait_all_processed(&mut pipeline, &ids).await;
+    // scan.completed left the worker (after HTTP into scan-api and AMQP into the worker);
+    // character.granted left the character consumer (after a Kafka hop as well).
+    for topic in [
+        tb_messaging::kafka::SCAN_COMPLETED,
+        tb_messaging::kafka::CHARACTER_GRANTED,
+    ] {
+        let contexts = record_contexts(&pipeline.kafka_brokers, topic, &task_ids).await;
+        for ((sent, want), (traceparent, tracestate)) in cases.iter().zip(contexts) {
+            assert_eq!(
+                &traceparent[53..],
+                *want,
+                "{sent:?} on {topic}: {traceparent}"
+            );
+            if sent.is_some() {
+                assert_eq!(&traceparent[3..35], incoming, "{topic}");
+                assert_eq!(
+                    tracestate.as_deref(),
+                    Some("foo@@bar=1,rojo=2,t@vvvvvvvvvvvvvvv=4"),
+                    "{sent:?} on {topic}"
+                );
+            } else {
+                assert_eq!(
+                    tracestate, None,
+                    "a tracestate without a traceparent is dropped"
+                );
+            }
+        }
+    }
+    assert!(pipeline.shutdown().await.is_empty());
+    drop_queue(&queue).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_first_attempt_is_retried_in_the_same_trace_and_completes() {
     telemetry();

@@ -13,7 +13,7 @@ use opentelemetry::Context;
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::propagation::text_map_propagator::FieldIter;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{SpanContext, TraceContextExt, TraceState};
+use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceId, TraceState};
 
 use crate::{baggage, w3c};
 
@@ -40,6 +40,21 @@ struct Counters {
     traceparent: AtomicU64,
     tracestate: AtomicU64,
     baggage: AtomicU64,
+}
+
+/// What an extracted `traceparent` and `tracestate` said that OpenTelemetry's span context does
+/// not carry to the next hop. It rides in the [`Context`], so every span started under the
+/// extracted parent (the SDK builds a child's context from its parent's) finds it at injection.
+///
+/// - The `random` flag: the SDK gives a span it drops the flags `00` and a new root `01`, so
+///   without this a not-sampled `-02` would leave as `-00`, and a continued trace whose random
+///   flag was unset could not be told from one started here.
+/// - The whole `tracestate`, when the SDK's `TraceState` cannot hold some of its Level 2 keys.
+#[derive(Debug)]
+struct Inherited {
+    trace_id: TraceId,
+    random: bool,
+    tracestate: Option<String>,
 }
 
 /// The propagator `init` installs globally. Clones share their counters.
@@ -116,6 +131,11 @@ impl W3cPropagator {
 
     /// Extracts the remote span context alone, or `None` when there is no valid one.
     pub fn extract_span_context(&self, extractor: &dyn Extractor) -> Option<SpanContext> {
+        self.extract_parent(extractor).map(|(sc, _)| sc)
+    }
+
+    /// The remote span context and what the next hop must inherit beside it.
+    fn extract_parent(&self, extractor: &dyn Extractor) -> Option<(SpanContext, Inherited)> {
         let parent = match field(extractor, TRACEPARENT) {
             Field::Absent => return None,
             Field::One(value) => w3c::TraceParent::parse(value).ok(),
@@ -126,21 +146,45 @@ impl W3cPropagator {
             self.counters.traceparent.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        let trace_state = match list_field(extractor, TRACESTATE) {
-            None => TraceState::NONE,
+        let state = match list_field(extractor, TRACESTATE) {
+            None => w3c::InheritedState::default(),
             Some(header) => w3c::trace_state_from_header(&header).unwrap_or_else(|_| {
                 self.counters.tracestate.fetch_add(1, Ordering::Relaxed);
-                TraceState::NONE
+                w3c::InheritedState::default()
             }),
         };
-        Some(SpanContext::new(
+        let inherited = Inherited {
+            trace_id: parent.trace_id,
+            random: parent.flags.to_u8() & w3c::RANDOM != 0,
+            tracestate: state.header,
+        };
+        let sc = SpanContext::new(
             parent.trace_id,
             parent.parent_id,
             parent.flags,
             true,
-            trace_state,
-        ))
+            state.state,
+        );
+        Some((sc, inherited))
     }
+}
+
+/// The flags to send for `sc`: its `sampled` bit, and the `random` bit by Level 2's rules.
+///
+/// - A trace continued from an extracted parent keeps that parent's `random` bit, set or unset
+///   ("it MUST also be set / unset in all outgoing traceparent headers which use the same
+///   trace-id"); `inherited` is what was noted of it, if anything.
+/// - A remote context that did not come through this propagator keeps its own flags.
+/// - A trace this process started has the bit set: the SDK's `RandomIdGenerator` draws all 16
+///   bytes at random, and then the flag "SHOULD be set".
+fn outgoing_flags(inherited: Option<&Inherited>, sc: &SpanContext) -> TraceFlags {
+    let sampled = sc.trace_flags().to_u8() & w3c::SAMPLED;
+    let random = match inherited {
+        Some(inherited) => inherited.random,
+        None if sc.is_remote() => sc.trace_flags().to_u8() & w3c::RANDOM != 0,
+        None => true,
+    };
+    TraceFlags::new(sampled | if random { w3c::RANDOM } else { 0 })
 }
 
 impl TextMapPropagator for W3cPropagator {
@@ -148,9 +192,15 @@ impl TextMapPropagator for W3cPropagator {
         let span = cx.span();
         let sc = span.span_context();
         if sc.is_valid() {
-            let tp = w3c::TraceParent::new(sc.trace_id(), sc.span_id(), sc.trace_flags());
+            let inherited = cx
+                .get::<Inherited>()
+                .filter(|inherited| inherited.trace_id == sc.trace_id());
+            let flags = outgoing_flags(inherited, sc);
+            let tp = w3c::TraceParent::new(sc.trace_id(), sc.span_id(), flags);
             injector.set(TRACEPARENT, tp.format().as_str().to_owned());
-            if *sc.trace_state() != TraceState::NONE {
+            if let Some(header) = inherited.and_then(|i| i.tracestate.clone()) {
+                injector.set(TRACESTATE, header);
+            } else if *sc.trace_state() != TraceState::NONE {
                 let header = sc.trace_state().header();
                 if !header.is_empty() {
                     injector.set(TRACESTATE, header);
@@ -167,8 +217,21 @@ impl TextMapPropagator for W3cPropagator {
     }
 
     fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
-        let mut out = match self.extract_span_context(extractor) {
-            Some(sc) => cx.with_remote_span_context(sc),
+        let mut out = match self.extract_parent(extractor) {
+            // Without a note, `outgoing_flags` sets the random flag for this trace's spans and
+            // the SDK's `TraceState` goes out as it is: right when the flag arrived set and the
+            // SDK held the whole tracestate (and no older note about the same trace is in `cx`),
+            // so only the other cases pay for a context entry.
+            Some((sc, inherited))
+                if inherited.random
+                    && inherited.tracestate.is_none()
+                    && cx
+                        .get::<Inherited>()
+                        .is_none_or(|i| i.trace_id != sc.trace_id()) =>
+            {
+                cx.with_remote_span_context(sc)
+            }
+            Some((sc, inherited)) => cx.with_value(inherited).with_remote_span_context(sc),
             None => cx.clone(),
         };
         if let Some(header) = list_field(extractor, BAGGAGE) {
@@ -298,7 +361,7 @@ mod tests {
     }
 
     #[test]
-    fn keys_duplicated_across_tracestate_fields_drop_the_tracestate_only() {
+    fn keys_duplicated_across_tracestate_fields_keep_the_first_member() {
         let p = W3cPropagator::new();
         let cx = extract(
             &p,
@@ -309,8 +372,54 @@ mod tests {
             ],
         );
         assert!(cx.span().span_context().is_valid());
+        assert_eq!(cx.span().span_context().trace_state().header(), "foo=1");
+        assert_eq!(p.invalid_contexts().tracestate, 0);
+    }
+
+    #[test]
+    fn an_invalid_tracestate_is_dropped_and_counted() {
+        let p = W3cPropagator::new();
+        let cx = extract(&p, &[(TRACEPARENT, TP), (TRACESTATE, "@foo=1,bar=2")]);
+        assert!(cx.span().span_context().is_valid());
         assert_eq!(*cx.span().span_context().trace_state(), TraceState::NONE);
+        let mut out = HashMap::new();
+        p.inject_context(&cx, &mut out);
+        assert!(!out.contains_key(TRACESTATE));
         assert_eq!(p.invalid_contexts().tracestate, 1);
+    }
+
+    #[test]
+    fn a_second_extract_of_the_same_trace_replaces_what_the_first_said() {
+        let p = W3cPropagator::new();
+        let unset = "00-12345678901234567890123456789012-1234567890123456-01";
+        let set = "00-12345678901234567890123456789012-1234567890123456-03";
+        let first = extract(&p, &[(TRACEPARENT, unset)]);
+        let second = p.extract_with_context(&first, &Multi(vec![(TRACEPARENT, set)]));
+        let mut out = HashMap::new();
+        p.inject_context(&second, &mut out);
+        assert_eq!(out[TRACEPARENT], set);
+    }
+
+    #[test]
+    fn what_was_inherited_applies_to_its_own_trace_only() {
+        // A context that extracted one trace, then carries a span of another (a consumer that
+        // links instead of continuing): the other trace was started here.
+        let p = W3cPropagator::new();
+        let cx = extract(&p, &[(TRACEPARENT, TP), (TRACESTATE, "foo@@bar=1")]);
+        let other = SpanContext::new(
+            TraceId::from(7u128),
+            SpanId::from(9u64),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::NONE,
+        );
+        let mut out = HashMap::new();
+        p.inject_context(&cx.with_remote_span_context(other.clone()), &mut out);
+        assert!(
+            out[TRACEPARENT].ends_with("-01"),
+            "a foreign remote keeps its flags"
+        );
+        assert!(!out.contains_key(TRACESTATE));
     }
 
     #[test]

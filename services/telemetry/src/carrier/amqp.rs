@@ -153,4 +153,23 @@ mod tests {
         assert_eq!(table.inner().len(), 1);
         assert_eq!(FieldTableExtractor(&table).get("traceparent"), Some(TP));
     }
+
+    #[test]
+    fn level_2_rules_hold_through_a_field_table() {
+        crate::carrier::level2::check(&crate::carrier::level2::Carrier {
+            extract: &|p, pairs| {
+                let mut table = FieldTable::default();
+                for (key, value) in pairs {
+                    table.insert((*key).into(), AMQPValue::LongString((*value).into()));
+                }
+                remote(p, &table)
+            },
+            inject: &|p, cx| {
+                let mut table = FieldTable::default();
+                p.inject_context(cx, &mut FieldTableInjector(&mut table));
+                let read = |key: &str| FieldTableExtractor(&table).get(key).map(str::to_owned);
+                (read("traceparent"), read("tracestate"))
+            },
+        });
+    }
 }

@@ -190,4 +190,37 @@ mod tests {
             Some(TP)
         );
     }
+
+    #[test]
+    fn level_2_rules_hold_through_http_headers() {
+        crate::carrier::level2::check(&crate::carrier::level2::Carrier {
+            extract: &|p, pairs| {
+                let mut headers = HeaderMap::new();
+                for (key, value) in pairs {
+                    let value = HeaderValue::from_str(value).expect("a header value");
+                    headers.append(HeaderName::from_bytes(key.as_bytes()).expect("name"), value);
+                }
+                remote(p, &headers)
+            },
+            inject: &|p, cx| {
+                let mut headers = HeaderMap::new();
+                p.inject_context(cx, &mut HeaderInjector(&mut headers));
+                let read = |key: &str| HeaderExtractor(&headers).get(key).map(str::to_owned);
+                (read("traceparent"), read("tracestate"))
+            },
+        });
+    }
+
+    #[test]
+    fn a_duplicated_key_across_tracestate_fields_keeps_the_header() {
+        let p = W3cPropagator::new();
+        let mut headers = HeaderMap::new();
+        headers.append("traceparent", HeaderValue::from_static(TP));
+        headers.append("tracestate", HeaderValue::from_static("foo=1"));
+        headers.append("tracestate", HeaderValue::from_static("foo=1"));
+        let mut outgoing = HeaderMap::new();
+        p.inject_context(&remote(&p, &headers), &mut HeaderInjector(&mut outgoing));
+        assert_eq!(HeaderExtractor(&outgoing).get("tracestate"), Some("foo=1"));
+        assert_eq!(p.invalid_contexts().tracestate, 0);
+    }
 }

@@ -198,4 +198,24 @@ mod tests {
         let cx = remote(&p, &headers(&[("TRACEPARENT", Some(TP.as_bytes()))]));
         assert!(!cx.has_active_span());
     }
+
+    #[test]
+    fn level_2_rules_hold_through_kafka_headers() {
+        crate::carrier::level2::check(&crate::carrier::level2::Carrier {
+            extract: &|p, pairs| {
+                let pairs: Vec<(&str, Option<&[u8]>)> = pairs
+                    .iter()
+                    .map(|(key, value)| (*key, Some(value.as_bytes())))
+                    .collect();
+                remote(p, headers(&pairs).as_borrowed())
+            },
+            inject: &|p, cx| {
+                let mut injector = KafkaInjector::new(OwnedHeaders::new());
+                p.inject_context(cx, &mut injector);
+                let out = injector.into_headers();
+                let read = |key: &str| KafkaExtractor::new(&out).get(key).map(str::to_owned);
+                (read("traceparent"), read("tracestate"))
+            },
+        });
+    }
 }
