@@ -525,6 +525,60 @@ async fn search_by_service_tag_finds_its_traces_most_recent_first() {
 }
 
 #[tokio::test]
+async fn search_matches_span_attributes_of_every_type_by_their_rendered_value() {
+    let sink = sink_with(100).await;
+    let mut req = request("worker", 0, 3, 2);
+    let spans = &mut req.resource_spans[0].scope_spans[0].spans;
+    // Trace 1's child span carries the attributes; traces 2 and 3 carry other values.
+    spans[1].attributes = vec![
+        kv(
+            "messaging.message.id",
+            OtlpValue::StringValue("0b6c9f3e-1d2a-4c5b-9e8f-7a6b5c4d3e2f".into()),
+        ),
+        kv("retries", OtlpValue::IntValue(3)),
+        kv("ratio", OtlpValue::DoubleValue(0.5)),
+        kv("granted", OtlpValue::BoolValue(true)),
+        kv("blob", OtlpValue::BytesValue(vec![1, 2, 3])),
+        kv("plain", OtlpValue::StringValue("abcd".into())),
+    ];
+    spans[3].attributes = vec![kv(
+        "messaging.message.id",
+        OtlpValue::StringValue("another-task".into()),
+    )];
+    let (status, _) = post(&sink, "application/x-protobuf", None, req.encode_to_vec()).await;
+    assert_eq!(status, 200);
+    let client = sink.client();
+    // A string held verbatim, and values that are renderings of other types (the sink may not
+    // rule a span out by its bytes for those): each finds trace 1 alone.
+    for (key, value) in [
+        (
+            "messaging.message.id",
+            "0b6c9f3e-1d2a-4c5b-9e8f-7a6b5c4d3e2f",
+        ),
+        ("retries", "3"),
+        ("ratio", "0.5"),
+        ("granted", "true"),
+        ("blob", "AQID"),
+        ("plain", "abcd"),
+    ] {
+        let hits = client.search(&[(key, value)], 20).await.expect("search");
+        let ids: Vec<_> = hits.iter().map(|h| h.trace_id.clone()).collect();
+        assert_eq!(ids, [trace_hex(1)], "{key}={value}");
+    }
+    let none = client
+        .search(
+            &[(
+                "messaging.message.id",
+                "0b6c9f3e-1d2a-4c5b-9e8f-000000000000",
+            )],
+            20,
+        )
+        .await
+        .expect("search");
+    assert!(none.is_empty());
+}
+
+#[tokio::test]
 async fn trace_until_keeps_polling_until_late_spans_arrive() {
     let sink = sink_with(100).await;
     let first = request("scan-api", 0, 1, 1);

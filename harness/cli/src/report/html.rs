@@ -251,6 +251,14 @@ pub fn html(r: &RunResult) -> Result<String, DrawError> {
             s.complete_ratio * 100.0,
             s.stray_spans
         );
+        if t.not_queryable > 0 {
+            let _ = write!(
+                h,
+                "<p>{} traces were not yet queryable at {} by the deadline (not judged).</p>",
+                t.not_queryable,
+                xml_escape(&t.source)
+            );
+        }
         if !s.broken_edges.is_empty() {
             h.push_str("<table><tr><th>broken edge</th><th>count</th><th>share</th></tr>");
             for (edge, n) in &s.broken_edges {

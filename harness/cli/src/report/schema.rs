@@ -16,6 +16,10 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub struct TracesSection {
     /// Where spans were read from: `embedded` or the query URL.
     pub source: String,
+    /// Sampled scans whose trace the query API never returned before its deadline (a backend
+    /// that had not ingested them yet): counted here, not judged, never missing spans.
+    #[serde(default)]
+    pub not_queryable: u64,
     /// Verification aggregates.
     #[serde(flatten)]
     pub summary: TraceSummary,

@@ -165,6 +165,13 @@ fn traces(s: &mut String, t: &TracesSection, verification_ms: f64) {
         t.source,
         verification_ms
     );
+    if t.not_queryable > 0 {
+        let _ = writeln!(
+            s,
+            "  not yet queryable: {} traces the backend had not returned by the deadline (not judged)",
+            t.not_queryable
+        );
+    }
     if t2.telemetry_loss > 0 {
         let _ = writeln!(
             s,

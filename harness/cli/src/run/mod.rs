@@ -15,6 +15,7 @@ pub mod expect;
 mod faults;
 mod memory;
 mod progress;
+mod query;
 mod target;
 pub mod traces;
 

@@ -12,8 +12,13 @@ use tb_verify::{
     Attribution, CriticalPath, Scan, ScanVerdict, Waterfall, attribute_paths, critical_path,
 };
 
+use super::query;
 use crate::report::TracesSection;
 use crate::scenario::Scenario;
+
+/// How long the query path waits for a scan's trace to settle after the load: Tempo's
+/// ingesters take a few seconds after the exporters' last batch.
+const QUERY_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Where the run's spans can be read after the load.
 #[derive(Clone)]
@@ -69,37 +74,36 @@ pub(crate) async fn verify_traces(
     telemetry_lost: bool,
 ) -> (Option<TracesSection>, Option<Attribution>) {
     let sampled = sampled_by(scenario.tracing.sampling);
+    let mut not_queryable = HashSet::new();
     let (spans, name): (Vec<Span>, String) = match source {
         SpanSource::None => return (None, None),
         SpanSource::Store(store) => (store.all(), "embedded".to_owned()),
         SpanSource::Query(client) => {
-            // Tempo assembles a trace from what its ingesters hold; spans can arrive after the
-            // first answer, so each trace is polled until complete or until a shared deadline
-            // that leaves room for Tempo's flush.
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            let template = &scenario.expect.template;
-            let mut all = Vec::new();
-            for scan in scans.iter().filter(|s| sampled(&s.trace_id)) {
-                let one = std::slice::from_ref(scan);
-                let polled = client
-                    .trace_until(
-                        &scan.trace_id,
-                        |spans| tb_verify::judge(template, one, spans, |_| true).0.complete == 1,
-                        deadline,
-                        Duration::from_millis(250),
-                    )
-                    .await;
-                if let Ok(p) = polled {
-                    all.extend(p.spans);
-                }
-            }
-            (all, client.base_url().to_owned())
+            // A backend assembles a trace from what it has ingested, so each scan is polled
+            // until its unit settles, up to a deadline that leaves room for Tempo's ingest.
+            let deadline = tokio::time::Instant::now() + QUERY_DEADLINE;
+            let expected: Vec<&Scan> = scans.iter().filter(|s| sampled(&s.trace_id)).collect();
+            let queried = query::read(client, &scenario.expect.template, &expected, deadline).await;
+            not_queryable = queried.not_queryable;
+            (queried.spans, client.base_url().to_owned())
         }
     };
     let spans: Vec<Span> = spans
         .into_iter()
         .filter(|s| !unjudged.contains(&s.trace_id))
         .collect();
+    // A scan whose trace the backend never returned is counted on its own, not judged.
+    let queryable: Vec<Scan>;
+    let scans = if not_queryable.is_empty() {
+        scans
+    } else {
+        queryable = scans
+            .iter()
+            .filter(|s| !not_queryable.contains(&s.trace_id))
+            .cloned()
+            .collect();
+        &queryable
+    };
     let (summary, verdicts) = tb_verify::judge_owned(
         &scenario.expect.template,
         scans,
@@ -131,6 +135,7 @@ pub(crate) async fn verify_traces(
     (
         Some(TracesSection {
             source: name,
+            not_queryable: not_queryable.len() as u64,
             summary,
             median,
             slowest,

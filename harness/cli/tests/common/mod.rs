@@ -1,4 +1,6 @@
 //! What the CLI test binaries share: running the `tracebench` binary and scratch directories.
+// Each test binary uses a subset; what one of them leaves unused is not dead.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
