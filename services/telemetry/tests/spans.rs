@@ -67,7 +67,9 @@ impl Harness {
     fn run<R>(&self, f: impl FnOnce() -> R) -> R {
         let logs = self.logs.clone();
         let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(self.provider.tracer("test")))
+            .with(tb_telemetry::setup::otel_layer(
+                self.provider.tracer("test"),
+            ))
             .with(JsonLogLayer::new(move || logs.clone()));
         tracing::subscriber::with_default(subscriber, f)
     }

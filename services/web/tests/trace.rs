@@ -31,7 +31,7 @@ fn spans_of(request: Request<Body>) -> (StatusCode, Vec<SpanData>) {
         .with_simple_exporter(exporter.clone())
         .build();
     let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        .with(tb_telemetry::setup::otel_layer(provider.tracer("test")));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
