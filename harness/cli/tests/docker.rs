@@ -6,7 +6,11 @@
 //! machines this project is developed on have none, so it has never run there.
 #![cfg(feature = "docker")]
 
+mod common;
+
 use std::time::Duration;
+
+use common::{assert_only_kafka_edges_broken, run_to_result, scratch, strip_kafka_over_otlp};
 
 use tb_pipeline::{Pipeline, PipelineConfig, SERVICES, Wiring};
 use tb_telemetry::{Exporter, Protocol, Sampling, TelemetryConfig};
@@ -94,4 +98,27 @@ async fn containers_carry_one_scan_traced_into_tempo() {
     let (summary, verdicts) = judge(&template, one, &polled.spans, |_| true);
     assert_eq!(summary.complete, 1, "{:?}", verdicts[0].problems);
     pipeline.shutdown().await;
+}
+
+/// The verifier's query path against a real Tempo: `strip-kafka` with every backend in a
+/// container, spans exported to Tempo and read back through its API (tag search included),
+/// reaching the same verdict as `tests/tempo.rs` does against `tracebench sink`.
+#[test]
+fn through_tempo_the_stripped_kafka_edges_are_broken_not_missing() {
+    let dir = scratch("docker-tempo");
+    let file = dir.join("strip-kafka-docker.yaml");
+    let scenario = strip_kafka_over_otlp(
+        "strip-kafka-docker",
+        "rabbitmq: docker, kafka: docker, traces: docker",
+    );
+    std::fs::write(&file, scenario).expect("written");
+    let result = run_to_result(&file, &dir, 1);
+    let traces = &result["traces"];
+    assert!(
+        traces["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("http")),
+        "{traces}"
+    );
+    assert_only_kafka_edges_broken(traces);
 }

@@ -44,3 +44,62 @@ pub(crate) fn report_html(json: &Path, html: &Path) -> String {
     );
     std::fs::read_to_string(html).expect("the page")
 }
+
+/// `traces` of a `strip-kafka`-like run: both Kafka edges broken for about a tenth of the
+/// scans, and nothing missing or orphaned, so a lost context was told from a receiver that
+/// never ran.
+pub(crate) fn assert_only_kafka_edges_broken(traces: &serde_json::Value) {
+    let broken = traces["broken_edges"].as_object().expect("broken_edges");
+    assert_eq!(broken.len(), 2, "exactly the two Kafka edges: {traces}");
+    for (edge, share) in traces["broken_share"].as_object().expect("broken_share") {
+        assert!(edge.ends_with("/process scan.completed"), "{edge}");
+        let share = share.as_f64().expect("share");
+        assert!((0.04..=0.16).contains(&share), "{edge}: {share}");
+    }
+    for field in ["missing_spans", "orphans"] {
+        assert!(
+            traces[field]
+                .as_object()
+                .is_some_and(serde_json::Map::is_empty),
+            "{field}: {traces}"
+        );
+    }
+    assert_eq!(traces["not_queryable"], 0, "{traces}");
+}
+
+/// A `strip-kafka`-like scenario (10 s at 60 scans/s, 10 % of Kafka events without trace
+/// headers) with its spans exported over OTLP and `infra` as given (YAML flow mapping body).
+pub(crate) fn strip_kafka_over_otlp(name: &str, infra: &str) -> String {
+    format!(
+        "name: {name}
+seed: 5
+duration: 10s
+time_scale: 0.005
+load: {{arrival: constant, rate: 60}}
+services: {{worker: {{concurrency: 32}}}}
+faults: {{strip_headers: {{hop: kafka, ratio: 0.1}}}}
+tracing: {{exporter: otlp}}
+infra: {{{infra}}}
+"
+    )
+}
+
+/// `tracebench run FILE --out DIR --quiet`, asserted to exit `exit`; the parsed `result.json`.
+pub(crate) fn run_to_result(file: &Path, dir: &Path, exit: i32) -> serde_json::Value {
+    let out = tracebench(&[
+        "run",
+        file.to_str().expect("utf-8"),
+        "--out",
+        dir.to_str().expect("utf-8"),
+        "--quiet",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(exit),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(dir.join("result.json")).expect("result.json"))
+        .expect("json")
+}
