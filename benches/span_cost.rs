@@ -37,7 +37,8 @@
 //!
 //! In the pipeline the saving is within noise: `always_on` at 600 scans/s (20 spans a scan,
 //! `--services process`, release) took 1239 and 1181 µs of service CPU per scan before and 1160
-//! and 1174 after, where about 10 µs was to be expected.
+//! and 1174 after, where about 10 µs was to be expected (20 spans × the 474 ns saved per
+//! `always_on` span above).
 
 use std::hint::black_box;
 use std::time::Duration;

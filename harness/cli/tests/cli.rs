@@ -5,7 +5,7 @@ use std::path::Path;
 
 mod common;
 
-use common::{report_html, scratch, tracebench, tracebench_with};
+use common::{report_html, run_file, scratch, tracebench};
 
 /// `tracebench run scenarios/<name>.yaml --out <dir> --quiet <extra>`: asserts the exit code
 /// and returns the parsed `result.json`.
@@ -22,37 +22,6 @@ fn run_scenario_with(
     exit: i32,
 ) -> serde_json::Value {
     run_file(&format!("scenarios/{name}.yaml"), dir, extra, env, exit).1
-}
-
-/// `tracebench run FILE --out <dir> --quiet <extra>` with `env` added: asserts the exit code
-/// and returns the summary printed and the parsed `result.json`.
-fn run_file(
-    file: &str,
-    dir: &Path,
-    extra: &[&str],
-    env: &[(&str, &str)],
-    exit: i32,
-) -> (String, serde_json::Value) {
-    let mut args = vec![
-        "run",
-        file,
-        "--out",
-        dir.to_str().expect("utf-8"),
-        "--quiet",
-    ];
-    args.extend_from_slice(extra);
-    let out = tracebench_with(&args, env);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(exit),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result =
-        serde_json::from_slice(&std::fs::read(dir.join("result.json")).expect("result.json"))
-            .expect("json");
-    (stdout, result)
 }
 
 #[test]

@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_only_kafka_edges_broken, run_to_result, scratch, strip_kafka_over_otlp};
+use common::{assert_only_kafka_edges_broken, run_file, scratch, strip_kafka_over_otlp};
 
 use tb_pipeline::{Pipeline, PipelineConfig, SERVICES, Wiring};
 use tb_telemetry::{Exporter, Protocol, Sampling, TelemetryConfig};
@@ -112,7 +112,7 @@ fn through_tempo_the_stripped_kafka_edges_are_broken_not_missing() {
         "rabbitmq: docker, kafka: docker, traces: docker",
     );
     std::fs::write(&file, scenario).expect("written");
-    let result = run_to_result(&file, &dir, 1);
+    let (_, result) = run_file(file.to_str().expect("utf-8"), &dir, &[], &[], 1);
     let traces = &result["traces"];
     assert!(
         traces["source"]

@@ -9,7 +9,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_only_kafka_edges_broken, run_to_result, scratch, strip_kafka_over_otlp};
+use common::{assert_only_kafka_edges_broken, run_file, scratch, strip_kafka_over_otlp};
 use tb_traces::TraceClient;
 use tb_verify::{Relation, Scan, Template};
 
@@ -83,7 +83,7 @@ fn through_a_sink_in_its_own_process_the_query_path_reaches_the_embedded_verdict
     let infra = format!("otlp_endpoint: 'http://127.0.0.1:{grpc}', tempo_url: '{url}'");
     std::fs::write(&file, strip_kafka_over_otlp("strip-kafka-tempo", &infra)).expect("written");
     // The default expectation (every trace complete) fails: the breakage was caught.
-    let result = run_to_result(&file, &dir, 1);
+    let (_, result) = run_file(file.to_str().expect("utf-8"), &dir, &[], &[], 1);
     let traces = &result["traces"];
     assert_eq!(traces["source"], url.as_str(), "{traces}");
     assert_only_kafka_edges_broken(traces);

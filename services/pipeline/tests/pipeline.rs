@@ -18,12 +18,21 @@ use tb_pipeline::Pipeline;
 use tb_telemetry::FinishedSpan;
 
 async fn post_scan(pipeline: &Pipeline, traceparent: Option<&str>) -> (u16, Value) {
+    let headers: Vec<(&str, &str)> = traceparent
+        .map(|tp| ("traceparent", tp))
+        .into_iter()
+        .collect();
+    post_scan_with(pipeline, &headers).await
+}
+
+/// `POST /scan` for user-7 with these request headers: status and body.
+async fn post_scan_with(pipeline: &Pipeline, headers: &[(&str, &str)]) -> (u16, Value) {
     let addr = pipeline.scan_api.expect("scan-api runs");
     let mut request = reqwest::Client::new()
         .post(format!("http://{addr}/scan"))
         .json(&serde_json::json!({"image_url": "https://img.example/bottle.jpg", "user_id": "user-7"}));
-    if let Some(tp) = traceparent {
-        request = request.header("traceparent", tp);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
     let response = request.send().await.expect("scan-api answers");
     let status = response.status().as_u16();
@@ -398,7 +407,6 @@ async fn the_random_flag_and_a_level_2_tracestate_survive_http_rabbitmq_and_kafk
     let mut pipeline = Pipeline::start(config(&queue))
         .await
         .expect("pipeline starts");
-    let addr = pipeline.scan_api.expect("scan-api runs");
     let incoming = "4bf92f3577b34da6a3ce929d0e0e4736";
     // Level 2 keys the SDK's TraceState refuses, and a duplicated key.
     let state = "foo@@bar=1,rojo=2,foo@@bar=3,t@vvvvvvvvvvvvvvv=4";
@@ -412,19 +420,11 @@ async fn the_random_flag_and_a_level_2_tracestate_survive_http_rabbitmq_and_kafk
     ];
     let mut task_ids = Vec::new();
     for (sent, _) in cases {
-        let mut request = reqwest::Client::new()
-            .post(format!("http://{addr}/scan"))
-            .header("tracestate", state)
-            .json(&serde_json::json!({"image_url": "https://img.example/a.jpg", "user_id": "u"}));
-        if let Some(flags) = sent {
-            request = request.header(
-                "traceparent",
-                format!("00-{incoming}-00f067aa0ba902b7-{flags}"),
-            );
-        }
-        let response = request.send().await.expect("scan-api answers");
-        assert_eq!(response.status(), 202);
-        let body: Value = response.json().await.expect("json");
+        let traceparent = sent.map(|flags| format!("00-{incoming}-00f067aa0ba902b7-{flags}"));
+        let mut headers = vec![("tracestate", state)];
+        headers.extend(traceparent.as_deref().map(|tp| ("traceparent", tp)));
+        let (status, body) = post_scan_with(&pipeline, &headers).await;
+        assert_eq!(status, 202, "{body}");
         task_ids.push(body["task_id"].as_str().expect("task_id").to_owned());
     }
     let ids: Vec<&str> = task_ids.iter().map(String::as_str).collect();

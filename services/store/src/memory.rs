@@ -34,6 +34,10 @@ impl Default for MemoryStore {
 /// Every user's task ids, oldest first.
 type ByUser = HashMap<String, VecDeque<String>>;
 
+/// What [`Bounded::entry`] did: `None` when the key was there already, else `Some` of the
+/// entry evicted to make room, if any.
+type Inserted<V> = Option<Option<(String, V)>>;
+
 /// A map from task id that forgets its oldest entry once it holds `capacity`.
 ///
 /// Once full, it makes room for twice `capacity` at once. A full map only swaps its oldest
@@ -63,11 +67,13 @@ impl<V> Bounded<V> {
         }
     }
 
-    /// The entry of `key`, inserted with `value` when missing (evicting the oldest entry, which
-    /// is returned, when full).
-    fn entry(&mut self, key: &str, value: impl FnOnce() -> V) -> (&mut V, Option<(String, V)>) {
-        let mut evicted = None;
+    /// The entry of `key`, inserted with `value` when missing: the entry, and what inserting it
+    /// did (`None` when `key` was there already; else the oldest entry, evicted to make room
+    /// when full).
+    fn entry(&mut self, key: &str, value: impl FnOnce() -> V) -> (&mut V, Inserted<V>) {
+        let mut inserted = None;
         if !self.map.contains_key(key) {
+            let mut evicted = None;
             if self.map.len() >= self.capacity
                 && let Some(oldest) = self.order.pop_front()
             {
@@ -78,10 +84,11 @@ impl<V> Bounded<V> {
                 self.map.reserve(self.capacity + 1);
                 self.grown = true;
             }
+            inserted = Some(evicted);
         }
         (
             self.map.entry(key.to_owned()).or_insert_with(value),
-            evicted,
+            inserted,
         )
     }
 }
@@ -171,12 +178,9 @@ impl RewardStore for MemoryStore {
     }
 
     fn record_reward(&self, reward: Reward) -> StoreFuture<'_, bool> {
-        let mut rewards = lock(&self.rewards);
-        let new = !rewards.map.contains_key(&reward.task_id);
-        if new {
-            let key = reward.task_id.clone();
-            rewards.entry(&key, || reward);
-        }
+        let key = reward.task_id.clone();
+        let (_, inserted) = lock(&self.rewards).entry(&key, || reward);
+        let new = inserted.is_some();
         Box::pin(async move { Ok(new) })
     }
 
@@ -196,9 +200,9 @@ impl HistoryStore for MemoryStore {
     fn record_scan(&self, user_id: &str, task_id: &str) -> StoreFuture<'_, bool> {
         let mut guard = lock(&self.history);
         let (seen, by_user) = &mut *guard;
-        let new = !seen.map.contains_key(task_id);
-        if new {
-            let (_, evicted) = seen.entry(task_id, || user_id.to_owned());
+        let (_, inserted) = seen.entry(task_id, || user_id.to_owned());
+        let new = inserted.is_some();
+        if let Some(evicted) = inserted {
             // The oldest entry of all is the oldest of its user's.
             if let Some((_, user)) = evicted
                 && let Some(tasks) = by_user.get_mut(&user)

@@ -57,6 +57,21 @@ struct Inherited {
     tracestate: Option<String>,
 }
 
+impl Inherited {
+    /// Whether `cx` needs this note. Without one, [`outgoing_flags`] sets the random flag for
+    /// the trace's spans (as for a trace started here) and the SDK's `TraceState` goes out as
+    /// it is, which is right when the flag arrived set and the SDK held the whole tracestate,
+    /// unless an older note about the same trace in `cx` says otherwise. So only the other
+    /// cases pay for a context entry.
+    fn needed(&self, cx: &Context) -> bool {
+        !self.random
+            || self.tracestate.is_some()
+            || cx
+                .get::<Self>()
+                .is_some_and(|older| older.trace_id == self.trace_id)
+    }
+}
+
 /// The propagator `init` installs globally. Clones share their counters.
 #[derive(Clone, Debug)]
 pub struct W3cPropagator {
@@ -218,20 +233,10 @@ impl TextMapPropagator for W3cPropagator {
 
     fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
         let mut out = match self.extract_parent(extractor) {
-            // Without a note, `outgoing_flags` sets the random flag for this trace's spans and
-            // the SDK's `TraceState` goes out as it is: right when the flag arrived set and the
-            // SDK held the whole tracestate (and no older note about the same trace is in `cx`),
-            // so only the other cases pay for a context entry.
-            Some((sc, inherited))
-                if inherited.random
-                    && inherited.tracestate.is_none()
-                    && cx
-                        .get::<Inherited>()
-                        .is_none_or(|i| i.trace_id != sc.trace_id()) =>
-            {
-                cx.with_remote_span_context(sc)
+            Some((sc, inherited)) if inherited.needed(cx) => {
+                cx.with_value(inherited).with_remote_span_context(sc)
             }
-            Some((sc, inherited)) => cx.with_value(inherited).with_remote_span_context(sc),
+            Some((sc, _)) => cx.with_remote_span_context(sc),
             None => cx.clone(),
         };
         if let Some(header) = list_field(extractor, BAGGAGE) {

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use plotters::prelude::*;
 use tb_verify::Waterfall;
 
-use super::schema::RunResult;
+use super::schema::{RunResult, TracesSection};
 use super::xml_escape;
 
 /// Why a report could not be drawn.
@@ -242,46 +242,52 @@ pub fn html(r: &RunResult) -> Result<String, DrawError> {
         h.push_str(&shares_svg(&names)?);
     }
     if let Some(t) = &r.traces {
-        let s = &t.summary;
-        let _ = write!(
-            h,
-            "<h2>Traces</h2><p>{} expected, {} complete ({:.1} %), {} stray spans.</p>",
-            s.expected,
-            s.complete,
-            s.complete_ratio * 100.0,
-            s.stray_spans
-        );
-        if t.not_queryable > 0 {
-            let _ = write!(
-                h,
-                "<p>{} traces were not yet queryable at {} by the deadline (not judged).</p>",
-                t.not_queryable,
-                xml_escape(&t.source)
-            );
-        }
-        if !s.broken_edges.is_empty() {
-            h.push_str("<table><tr><th>broken edge</th><th>count</th><th>share</th></tr>");
-            for (edge, n) in &s.broken_edges {
-                let _ = write!(
-                    h,
-                    "<tr><td style=\"text-align:left\">{}</td><td>{n}</td><td>{:.1} %</td></tr>",
-                    xml_escape(edge),
-                    s.broken_share.get(edge).copied().unwrap_or(0.0) * 100.0
-                );
-            }
-            h.push_str("</table>");
-        }
-        for (title, w) in [("Median trace", &t.median), ("Slowest trace", &t.slowest)] {
-            if let Some(w) = w {
-                let _ = write!(
-                    h,
-                    "<h3 class=\"waterfall\">{title}: {} ({:.1} ms)</h3>",
-                    w.trace_id, w.total_ms
-                );
-                h.push_str(&waterfall_svg(w)?);
-            }
-        }
+        traces_section(&mut h, t)?;
     }
     h.push_str("</body></html>\n");
     Ok(h)
+}
+
+/// The verification section: counts, broken edges, and the median and slowest waterfalls.
+fn traces_section(h: &mut String, t: &TracesSection) -> Result<(), DrawError> {
+    let s = &t.summary;
+    let _ = write!(
+        h,
+        "<h2>Traces</h2><p>{} expected, {} complete ({:.1} %), {} stray spans.</p>",
+        s.expected,
+        s.complete,
+        s.complete_ratio * 100.0,
+        s.stray_spans
+    );
+    if t.not_queryable > 0 {
+        let _ = write!(
+            h,
+            "<p>{} traces were not yet queryable at {} by the deadline (not judged).</p>",
+            t.not_queryable,
+            xml_escape(&t.source)
+        );
+    }
+    if !s.broken_edges.is_empty() {
+        h.push_str("<table><tr><th>broken edge</th><th>count</th><th>share</th></tr>");
+        for (edge, n) in &s.broken_edges {
+            let _ = write!(
+                h,
+                "<tr><td style=\"text-align:left\">{}</td><td>{n}</td><td>{:.1} %</td></tr>",
+                xml_escape(edge),
+                s.broken_share.get(edge).copied().unwrap_or(0.0) * 100.0
+            );
+        }
+        h.push_str("</table>");
+    }
+    for (title, w) in [("Median trace", &t.median), ("Slowest trace", &t.slowest)] {
+        if let Some(w) = w {
+            let _ = write!(
+                h,
+                "<h3 class=\"waterfall\">{title}: {} ({:.1} ms)</h3>",
+                w.trace_id, w.total_ms
+            );
+            h.push_str(&waterfall_svg(w)?);
+        }
+    }
+    Ok(())
 }

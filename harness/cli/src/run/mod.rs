@@ -151,7 +151,7 @@ pub async fn run(
         injected,
     ) = load_under_faults(scenario, rig, &target, &trackers, &counted, options.quiet).await?;
     let trends = sampling.stop().await;
-    let processes = with_trends(running.usage(target.accepted()), &trends, sample_every);
+    let processes = with_trends(running.usage(target.accepted()), trends, sample_every);
     let children_spans = stop(running, session.feed, &session.wiring).await;
     // A search is judged at its capacity: spans the SDK dropped in the overloaded step after
     // it are not the run's. (Children report their counts only when they exit, so theirs
@@ -438,15 +438,15 @@ fn verdicts(
 /// `processes` with the memory trend of each over the load, where there is one.
 fn with_trends(
     mut processes: Vec<ProcessUsage>,
-    trends: &[memory::Trend],
+    trends: Vec<memory::Trend>,
     every: Duration,
 ) -> Vec<ProcessUsage> {
-    for p in &mut processes {
-        if let Some(t) = trends.iter().find(|t| t.process == p.process) {
+    for t in trends {
+        if let Some(p) = processes.iter_mut().find(|p| p.process == t.process) {
             p.rss_settled_kb = Some(t.settled_kb);
             p.rss_end_kb = Some(t.end_kb);
             p.rss_growth = Some(t.growth());
-            p.rss_samples_kb.clone_from(&t.samples_kb);
+            p.rss_samples_kb = t.samples_kb;
             p.rss_sample_every_s = Some(every.as_secs_f64());
         }
     }

@@ -84,22 +84,33 @@ infra: {{{infra}}}
     )
 }
 
-/// `tracebench run FILE --out DIR --quiet`, asserted to exit `exit`; the parsed `result.json`.
-pub(crate) fn run_to_result(file: &Path, dir: &Path, exit: i32) -> serde_json::Value {
-    let out = tracebench(&[
+/// `tracebench run FILE --out <dir> --quiet <extra>` with `env` added: asserts the exit code
+/// and returns the summary printed and the parsed `result.json`.
+pub(crate) fn run_file(
+    file: &str,
+    dir: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    exit: i32,
+) -> (String, serde_json::Value) {
+    let mut args = vec![
         "run",
-        file.to_str().expect("utf-8"),
+        file,
         "--out",
         dir.to_str().expect("utf-8"),
         "--quiet",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let out = tracebench_with(&args, env);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(
         out.status.code(),
         Some(exit),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
+        "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&std::fs::read(dir.join("result.json")).expect("result.json"))
-        .expect("json")
+    let result =
+        serde_json::from_slice(&std::fs::read(dir.join("result.json")).expect("result.json"))
+            .expect("json");
+    (stdout, result)
 }

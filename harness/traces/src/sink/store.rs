@@ -609,11 +609,12 @@ impl TraceStore {
 
     /// Traces matching `query`, most recent first.
     pub fn search(&self, query: &SearchQuery) -> Vec<TraceSummary> {
+        let tags: Vec<Tag<'_>> = query.tags.iter().map(|(k, v)| Tag::new(k, v)).collect();
         let inner = self.lock();
         let mut hits: Vec<TraceSummary> = inner
             .traces
             .iter()
-            .filter_map(|(key, trace)| summarize(*key, trace, query))
+            .filter_map(|(key, trace)| summarize(*key, trace, query, &tags))
             .collect();
         drop(inner);
         hits.sort_unstable_by(|a, b| {
@@ -643,47 +644,66 @@ impl TraceStore {
     }
 }
 
-/// Whether `value` can only be matched by a string attribute or a span name, which protobuf
-/// stores verbatim: not the rendering of a number, a boolean, an array or map, or base64 bytes.
-fn only_verbatim(value: &str) -> bool {
-    let base64 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=');
-    !value.is_empty()
-        && value.parse::<f64>().is_err()
-        && !matches!(value, "true" | "false")
-        && !value.starts_with(['[', '{'])
-        && !value.bytes().all(base64)
+/// One `key=value` of a search, with whether its value must sit verbatim in a matching span's
+/// bytes: a string attribute or a span name, which protobuf stores as they are, and not the
+/// rendering of a number, a boolean, an array or map, or base64 bytes.
+struct Tag<'a> {
+    key: &'a str,
+    value: &'a str,
+    verbatim: bool,
 }
 
-fn span_matches(origin: &Origin, span: &Stored, key: &str, value: &str) -> bool {
+impl<'a> Tag<'a> {
+    fn new(key: &'a str, value: &'a str) -> Self {
+        let base64 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=');
+        let verbatim = !value.is_empty()
+            && value.parse::<f64>().is_err()
+            && !matches!(value, "true" | "false")
+            && !value.starts_with(['[', '{'])
+            && !value.bytes().all(base64);
+        Self {
+            key,
+            value,
+            verbatim,
+        }
+    }
+}
+
+fn span_matches(origin: &Origin, span: &Stored, tag: &Tag<'_>) -> bool {
     let resource = origin
         .resource
         .resource
         .as_ref()
         .map(|r| r.attributes.as_slice());
     let is_match = |kv: &KeyValue| {
-        kv.key == key
+        kv.key == tag.key
             && kv
                 .value
                 .as_ref()
-                .is_some_and(|v| render_any_value(v) == value)
+                .is_some_and(|v| render_any_value(v) == tag.value)
     };
     if resource.unwrap_or_default().iter().any(is_match) {
         return true;
     }
-    // A value that must sit verbatim in the span's bytes rules the span out without decoding it
-    // when it does not: a search for one task id among 25,000 stored spans went from decoding
-    // every one of them to decoding the few that hold the id.
-    if only_verbatim(value) && memchr::memmem::find(&span.bytes, value.as_bytes()).is_none() {
+    // A value that must sit verbatim in the span's bytes rules the span out without decoding
+    // it when it does not: a search for one task id decodes only the spans holding that id,
+    // not every span of every trace in the window.
+    if tag.verbatim && memchr::memmem::find(&span.bytes, tag.value.as_bytes()).is_none() {
         return false;
     }
     let span = span.decode();
-    if key == "name" && span.name == value {
+    if tag.key == "name" && span.name == tag.value {
         return true;
     }
     span.attributes.iter().any(is_match)
 }
 
-fn summarize(key: Key, trace: &Trace, query: &SearchQuery) -> Option<TraceSummary> {
+fn summarize(
+    key: Key,
+    trace: &Trace,
+    query: &SearchQuery,
+    tags: &[Tag<'_>],
+) -> Option<TraceSummary> {
     let mut start = u64::MAX;
     let mut end = 0;
     let mut root: Option<(&Origin, &Stored)> = None;
@@ -701,13 +721,10 @@ fn summarize(key: Key, trace: &Trace, query: &SearchQuery) -> Option<TraceSummar
         && query.max_duration_ns.is_none_or(|m| duration <= m);
     // The times first: they are at hand, while matching tags may decode spans.
     let matched = || {
-        query.tags.is_empty()
-            || trace.spans().any(|(origin, span)| {
-                query
-                    .tags
-                    .iter()
-                    .all(|(k, v)| span_matches(origin, span, k, v))
-            })
+        tags.is_empty()
+            || trace
+                .spans()
+                .any(|(origin, span)| tags.iter().all(|tag| span_matches(origin, span, tag)))
     };
     if !(in_window && long_enough && matched()) {
         return None;
