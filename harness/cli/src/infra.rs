@@ -94,16 +94,38 @@ pub enum InfraError {
 /// The local default RabbitMQ.
 pub const LOCAL_AMQP: &str = tb_messaging::amqp::DEFAULT_URL;
 
-/// Pinned images: name, tag, and the port the pipeline talks to.
+/// Pinned images: name, tag, and the port the pipeline talks to. `docker-compose.yml` uses the
+/// same ones (`tests/compose.rs` checks).
 pub mod images {
-    /// RabbitMQ (the management tag, as testcontainers-modules uses).
-    pub const RABBITMQ: (&str, &str) = ("rabbitmq", "3.8.22-management");
+    /// RabbitMQ with the management plugin (testcontainers-modules' default is 3.8, long out of
+    /// support).
+    pub const RABBITMQ: (&str, &str) = ("rabbitmq", "4.1.8-management");
+    /// Apache Kafka, the GraalVM native image testcontainers-modules' KRaft module starts.
+    pub const KAFKA: (&str, &str) = ("apache/kafka-native", "3.8.0");
     /// Grafana Tempo, single binary.
     pub const TEMPO: (&str, &str) = ("grafana/tempo", "2.8.2");
     /// Tempo's OTLP/gRPC port.
     pub const TEMPO_OTLP_GRPC: u16 = 4317;
     /// Tempo's HTTP API port (query, `/ready`).
     pub const TEMPO_HTTP: u16 = 3200;
+}
+
+/// The RabbitMQ container request: testcontainers-modules' module on the pinned image.
+pub fn rabbitmq_image()
+-> testcontainers::ContainerRequest<testcontainers_modules::rabbitmq::RabbitMq> {
+    let (name, tag) = images::RABBITMQ;
+    testcontainers_modules::rabbitmq::RabbitMq::default()
+        .with_name(name)
+        .with_tag(tag)
+}
+
+/// The Kafka container request: testcontainers-modules' KRaft module on the pinned image.
+pub fn kafka_image()
+-> testcontainers::ContainerRequest<testcontainers_modules::kafka::apache::Kafka> {
+    let (name, tag) = images::KAFKA;
+    testcontainers_modules::kafka::apache::Kafka::default()
+        .with_name(name)
+        .with_tag(tag)
 }
 
 /// Tempo's configuration for a throwaway single-binary instance: OTLP in, local storage.
@@ -226,7 +248,7 @@ async fn rabbitmq(
                 .to_owned(),
         )),
         (InfraMode::Docker, _) | (InfraMode::Auto, None) if docker => {
-            let c = testcontainers_modules::rabbitmq::RabbitMq::default()
+            let c = rabbitmq_image()
                 .start()
                 .await
                 .map_err(|e| InfraError::Container("rabbitmq", e))?;
@@ -268,7 +290,7 @@ async fn kafka(
             "infra.kafka is external but no brokers are set (infra.kafka_brokers or TB_KAFKA_BROKERS)".to_owned(),
         )),
         (InfraMode::Docker, _) | (InfraMode::Auto, None) if docker => {
-            let c = testcontainers_modules::kafka::apache::Kafka::default()
+            let c = kafka_image()
                 .start()
                 .await
                 .map_err(|e| InfraError::Container("kafka", e))?;
@@ -368,11 +390,15 @@ mod tests {
     }
 
     #[test]
-    fn the_module_images_are_the_pinned_ones() {
-        let rabbit = testcontainers_modules::rabbitmq::RabbitMq::default();
-        assert_eq!((rabbit.name(), rabbit.tag()), images::RABBITMQ);
-        let kafka = testcontainers_modules::kafka::apache::Kafka::default();
-        assert_eq!(kafka.name(), "apache/kafka-native");
+    fn the_module_containers_run_the_pinned_images() {
+        // `descriptor()` is what the container is started from: `name:tag` after overrides.
+        let pinned = |(name, tag): (&str, &str)| format!("{name}:{tag}");
+        assert_eq!(rabbitmq_image().descriptor(), pinned(images::RABBITMQ));
+        assert_eq!(kafka_image().descriptor(), pinned(images::KAFKA));
+        // The module's own image is the one pinned, at whatever tag: its start-up command and
+        // readiness check are written for it.
+        let module = testcontainers_modules::kafka::apache::Kafka::default();
+        assert_eq!(module.name(), images::KAFKA.0);
     }
 
     fn infra(rabbitmq: InfraMode, kafka: InfraMode) -> Infra {

@@ -92,6 +92,10 @@ pub struct ServiceArgs {
     /// The schema holding the tables with `--store postgres`.
     #[arg(long, default_value = tb_store::DEFAULT_SCHEMA)]
     pub postgres_schema: String,
+    /// Also append the JSON log lines to this file (created when missing), for a shipper that
+    /// tails files: the compose demo's collector (to Loki) and Fluent Bit (to Elasticsearch).
+    #[arg(long)]
+    pub log_file: Option<PathBuf>,
     /// Serve `POST /test`, the W3C trace-context test suite's protocol, on scan-api. It posts
     /// to URLs the caller names, so it takes loopback targets only and stays off unless asked.
     #[arg(long)]
@@ -128,7 +132,7 @@ impl ServiceArgs {
     }
 
     /// The services named: `all`, or one.
-    fn services(&self) -> anyhow::Result<Vec<&'static str>> {
+    pub fn services(&self) -> anyhow::Result<Vec<&'static str>> {
         if self.name == "all" {
             return Ok(SERVICES.to_vec());
         }
@@ -247,7 +251,7 @@ pub async fn serve(args: ServiceArgs) -> anyhow::Result<()> {
         None => None,
     };
     let telemetry = args.telemetry(scenario.as_ref());
-    let guard = init_telemetry(&services, telemetry)?;
+    let guard = init_telemetry(&services, telemetry, args.log_file.as_deref())?;
     let mut config = match scenario {
         Some(s) => s.pipeline,
         None => args.knobs(),
@@ -268,10 +272,10 @@ pub async fn serve(args: ServiceArgs) -> anyhow::Result<()> {
         services = ?services,
         scan_api = ?pipeline.scan_api,
         kafka = %pipeline.kafka_brokers,
-        "tracebench services running; Ctrl-C stops"
+        "tracebench services running; Ctrl-C (or SIGTERM) stops"
     );
     let failed = tokio::select! {
-        _ = tokio::signal::ctrl_c() => None,
+        () = crate::shutdown_signal() => None,
         exit = pipeline.next_exit() => exit,
     };
     let errors = pipeline.shutdown().await;
@@ -295,11 +299,27 @@ pub async fn serve(args: ServiceArgs) -> anyhow::Result<()> {
 fn init_telemetry(
     services: &[&'static str],
     telemetry: TelemetryConfig,
+    log_file: Option<&Path>,
 ) -> anyhow::Result<TelemetryGuard> {
+    use tracing_subscriber::fmt::writer::MakeWriterExt as _;
+    let Some(path) = log_file else {
+        return if let [one] = services {
+            tb_telemetry::init(one, telemetry)
+        } else {
+            tb_telemetry::init_services(services, telemetry)
+        }
+        .context("setting up telemetry");
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening the log file {}", path.display()))?;
+    let writer = std::io::stdout.and(std::sync::Arc::new(file));
     if let [one] = services {
-        tb_telemetry::init(one, telemetry)
+        tb_telemetry::init_with_writer(one, telemetry, writer)
     } else {
-        tb_telemetry::init_services(services, telemetry)
+        tb_telemetry::init_services_with_writer(services, telemetry, writer)
     }
     .context("setting up telemetry")
 }

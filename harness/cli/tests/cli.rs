@@ -572,3 +572,78 @@ fn spans_dropped_by_the_sdk_are_telemetry_loss_not_broken_propagation() {
         .collect();
     assert_eq!(failed, ["telemetry.spans_lost"]);
 }
+
+#[test]
+fn a_service_appends_its_json_logs_to_its_log_file_and_stops_on_sigterm() {
+    use std::time::{Duration, Instant};
+    let dir = scratch("log-file");
+    let log = dir.join("llm.jsonl");
+    std::fs::write(&log, "{\"earlier\":true}\n").expect("an earlier line");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tracebench"))
+        .args([
+            "service",
+            "llm-api",
+            "--llm-addr",
+            "127.0.0.1:0",
+            "--sampling",
+            "off",
+        ])
+        .arg("--log-file")
+        .arg(&log)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("tracebench service runs");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("services running")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no start-up line in {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(term.success());
+    let stopped = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("the child") {
+            break status;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(20),
+            "SIGTERM did not stop the service"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        status.success(),
+        "a stop on SIGTERM is a clean exit: {status}"
+    );
+    let text = std::fs::read_to_string(&log).expect("the log file");
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("{\"earlier\":true}"),
+        "appended, not truncated"
+    );
+    for line in lines {
+        let value: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        assert!(
+            value["level"].is_string() && value["message"].is_string(),
+            "{line}"
+        );
+    }
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut stdout)
+        .expect("stdout");
+    assert!(
+        stdout.contains("services running"),
+        "stdout still gets the logs: {stdout}"
+    );
+}

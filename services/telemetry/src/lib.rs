@@ -27,5 +27,5 @@ pub use propagator::{InvalidContexts, W3cPropagator};
 pub use setup::{
     BatchSettings, Exporter, FinishedSpan, InitError, LogFormat, Protocol, Sampling, SpanCounts,
     TelemetryConfig, TelemetryGuard, init, init_services, init_services_with_writer,
-    multi_service_provider, tracer_provider,
+    init_with_writer, multi_service_provider, tracer_provider,
 };

@@ -766,6 +766,23 @@ pub fn init(service_name: &str, config: TelemetryConfig) -> Result<TelemetryGuar
     install(service_name, provider, config, std::io::stdout)
 }
 
+/// [`init`] with JSON log lines written to `writer` instead of stdout (stdout and a file, say).
+///
+/// # Errors
+///
+/// As [`init`].
+pub fn init_with_writer<W>(
+    service_name: &str,
+    config: TelemetryConfig,
+    writer: W,
+) -> Result<TelemetryGuard, InitError>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let provider = tracer_provider(service_name, &config)?;
+    install(service_name, provider, config, writer)
+}
+
 /// [`init`] for several services in one process (`tracebench service all`); see
 /// [`multi_service_provider`] for how spans find their service.
 ///

@@ -16,7 +16,7 @@ mod faults;
 mod memory;
 mod progress;
 mod query;
-mod target;
+pub(crate) mod target;
 pub mod traces;
 
 use std::collections::{HashMap, HashSet};

@@ -41,6 +41,9 @@ pub(crate) struct ScanTarget {
     probe: Mutex<Option<String>>,
     /// Scans accepted so far, probe and warmup included.
     accepted: AtomicU64,
+    /// Whether accepted scans are kept (for the verifier) and followed end to end; a feed
+    /// that runs for days (`tracebench load`) keeps and follows none.
+    remember: bool,
 }
 
 /// How long one `POST /scan` may take before it counts as failed. scan-api answers 503 once a
@@ -53,16 +56,23 @@ pub(crate) const PROBE: u64 = u64::MAX;
 impl ScanTarget {
     /// A target for the scan-api at `scan_api`, over at most `connections` pooled connections.
     pub(crate) fn new(scan_api: SocketAddr, connections: usize) -> Self {
+        Self::at(format!("http://{scan_api}/scan"), connections, true)
+    }
+
+    /// A target posting to `url`; with `remember` false it keeps no scan and hands back no id
+    /// to follow.
+    pub(crate) fn at(url: String, connections: usize, remember: bool) -> Self {
         Self {
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(connections)
                 .timeout(REQUEST_TIMEOUT)
                 .build()
                 .unwrap_or_default(),
-            url: format!("http://{scan_api}/scan"),
+            url,
             scans: Mutex::default(),
             probe: Mutex::default(),
             accepted: AtomicU64::new(0),
+            remember,
         }
     }
 
@@ -83,23 +93,10 @@ impl ScanTarget {
     }
 }
 
-impl Target for ScanTarget {
-    type Error = ScanError;
-
-    fn classify(error: &ScanError) -> tb_load::Failure {
-        match error {
-            ScanError::Refused { status, .. }
-                if *status == reqwest::StatusCode::SERVICE_UNAVAILABLE
-                    || *status == reqwest::StatusCode::TOO_MANY_REQUESTS =>
-            {
-                tb_load::Failure::Refused
-            }
-            ScanError::Transport(e) if e.is_timeout() => tb_load::Failure::TimedOut,
-            _ => tb_load::Failure::Other,
-        }
-    }
-
-    async fn send(&self, seq: u64) -> Result<Option<String>, ScanError> {
+impl ScanTarget {
+    /// `POST /scan` number `seq`: the accepted scan's task id and, when scan-api said, its
+    /// trace id. Remembers nothing (see [`Target::send`] for that).
+    pub(crate) async fn post(&self, seq: u64) -> Result<(String, Option<String>), ScanError> {
         const KINDS: [&str; 5] = ["bottle", "can", "box", "jar", "peel"];
         let body = serde_json::json!({
             "image_url": format!("https://img.example/{}/{seq}.jpg", KINDS[(seq % 5) as usize]),
@@ -120,19 +117,44 @@ impl Target for ScanTarget {
         let body: serde_json::Value = response.json().await.map_err(ScanError::Body)?;
         let id = body["task_id"].as_str().ok_or(ScanError::NoTaskId)?;
         self.accepted.fetch_add(1, Ordering::Relaxed);
+        Ok((id.to_owned(), body["trace_id"].as_str().map(str::to_owned)))
+    }
+}
+
+impl Target for ScanTarget {
+    type Error = ScanError;
+
+    fn classify(error: &ScanError) -> tb_load::Failure {
+        match error {
+            ScanError::Refused { status, .. }
+                if *status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+                    || *status == reqwest::StatusCode::TOO_MANY_REQUESTS =>
+            {
+                tb_load::Failure::Refused
+            }
+            ScanError::Transport(e) if e.is_timeout() => tb_load::Failure::TimedOut,
+            _ => tb_load::Failure::Other,
+        }
+    }
+
+    async fn send(&self, seq: u64) -> Result<Option<String>, ScanError> {
+        let (id, trace_id) = self.post(seq).await?;
+        if !self.remember {
+            return Ok(None);
+        }
         // The probe is a scan like any other: its spans must be judged, not counted as strays.
         if seq == PROBE {
-            *self.probe.lock().unwrap_or_else(PoisonError::into_inner) = Some(id.to_owned());
+            *self.probe.lock().unwrap_or_else(PoisonError::into_inner) = Some(id.clone());
         }
-        if let Some(trace_id) = body["trace_id"].as_str() {
+        if let Some(trace_id) = trace_id {
             self.scans
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(Scan {
-                    task_id: id.to_owned(),
-                    trace_id: trace_id.to_owned(),
+                    task_id: id.clone(),
+                    trace_id,
                 });
         }
-        Ok(Some(id.to_owned()))
+        Ok(Some(id))
     }
 }
