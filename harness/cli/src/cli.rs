@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::demo::DemoArgs;
 use crate::service::ServiceArgs;
 use crate::traffic::LoadArgs;
 
@@ -33,6 +34,10 @@ pub enum Command {
     /// compose demo): open-loop `POST /scan`, a line of counts every interval. Joins no consumer
     /// group and follows nothing end to end; `tracebench run` is the measured, verified run.
     Load(LoadArgs),
+    /// The demo without Docker: the pipeline, gentle load and the trace sink in this process,
+    /// and a page (http://127.0.0.1:8080) with live rates, recent traces and their verdicts,
+    /// waterfalls with each hop's edge and the critical path, and switches for faults.
+    Demo(DemoArgs),
     /// Run a scenario: provision, start the pipeline, drive the load, report. Exit 0 when every
     /// expectation holds, 1 when one fails, 2 on errors.
     Run(RunArgs),

@@ -11,6 +11,7 @@
 //! | [`children`]  | `--services process`: every service as a child, reaped on any exit     |
 //! | [`run`]       | one run as named steps: start → probe → drive → drain → verify → judge |
 //! | [`overhead`]  | `tracebench overhead`: the ladder of arms, repeats and statistics     |
+//! | [`demo`]      | `tracebench demo`: pipeline, load, sink and a page, in one process     |
 //! | [`compare`]   | `tracebench compare`: a candidate's result against a base's            |
 //! | [`report`]    | `result.json`'s schema (at the bottom), terminal, JUnit and HTML; the overhead table and page |
 //! | [`usage`]     | CPU time and peak memory of a process, from `/proc`                    |
@@ -22,6 +23,7 @@
 pub mod children;
 pub mod cli;
 pub mod compare;
+pub mod demo;
 pub mod infra;
 pub mod overhead;
 pub mod report;

@@ -8,7 +8,6 @@
 //! regression, or a failed self-test), 2 any usage, configuration or infrastructure error
 //! (every `Err` that reaches [`main`]).
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -56,14 +55,9 @@ async fn collection(scenario: &Scenario, infra: &Provisioned) -> anyhow::Result<
     };
     Ok(match scenario.tracing.exporter {
         RawExporter::Embedded => {
-            let any = SocketAddr::from(([127, 0, 0, 1], 0));
-            let running = tb_traces::sink::start(SinkConfig {
-                grpc_addr: any,
-                http_addr: any,
-                ..SinkConfig::default()
-            })
-            .await
-            .context("starting the embedded trace sink")?;
+            let running = tb_traces::sink::start(SinkConfig::ephemeral())
+                .await
+                .context("starting the embedded trace sink")?;
             let spans = if collect {
                 SpanSource::Store(running.store().clone())
             } else {
@@ -318,6 +312,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Service(args) => done(tracebench::service::serve(*args).await),
         Command::Load(args) => done(tracebench::traffic::load(args).await),
+        Command::Demo(args) => done(tracebench::demo::demo(args).await),
         Command::Run(args) => run_scenario(args).await,
         Command::Report { result, html } => done(report(&result, &html)),
         Command::Sink {

@@ -33,6 +33,8 @@ pub struct CriticalPath {
     pub total_ns: u64,
     /// Stretches, latest first.
     pub segments: Vec<Segment>,
+    /// The ids of the spans on the path, root first (each once).
+    pub spans: Vec<String>,
 }
 
 /// Computes the critical path of a unit's spans (one scan), or `None` without a root.
@@ -59,9 +61,9 @@ pub fn critical_path(spans: &[Span]) -> Option<CriticalPath> {
     let end = effective_end(root, &children, &mut memo);
     let mut path = CriticalPath {
         total_ns: end.saturating_sub(root.start_ns),
-        segments: Vec::new(),
+        ..CriticalPath::default()
     };
-    walk(root, end, &children, &mut memo, &mut path.segments);
+    walk(root, end, &children, &mut memo, &mut path);
     Some(path)
 }
 
@@ -85,8 +87,9 @@ fn walk<'a>(
     until: u64,
     children: &HashMap<&str, Vec<&'a Span>>,
     memo: &mut HashMap<&'a str, u64>,
-    out: &mut Vec<Segment>,
+    path: &mut CriticalPath,
 ) {
+    path.spans.push(span.span_id.clone());
     let mut cursor = until;
     let mut kids: Vec<&Span> = children
         .get(span.span_id.as_str())
@@ -109,15 +112,15 @@ fn walk<'a>(
         }
         // The gap between this child's end and the cursor: the span's own time while it ran,
         // broker (or scheduling) time after it ended.
-        self_time(span, child_end, cursor, out);
-        walk(child, child_end, children, memo, out);
+        self_time(span, child_end, cursor, &mut path.segments);
+        walk(child, child_end, children, memo, path);
         let resumed = child.start_ns.max(span.start_ns);
         // Time between the parent's end and an asynchronous child's start is the hop's.
         if child.start_ns > span.end_ns {
             let gap_end = child.start_ns;
             let gap_start = span.end_ns.max(span.start_ns);
             push(
-                out,
+                &mut path.segments,
                 format!("queue {} → {}", span.name, child.name),
                 &child.service,
                 gap_end.saturating_sub(gap_start),
@@ -128,7 +131,7 @@ fn walk<'a>(
         }
     }
     if cursor > span.start_ns {
-        self_time(span, span.start_ns, cursor, out);
+        self_time(span, span.start_ns, cursor, &mut path.segments);
     }
 }
 
@@ -342,6 +345,8 @@ mod tests {
                 170,
                 200,
             ),
+            // In parallel with the Vision call: never on the path.
+            span("h", Some("c"), "worker", "prefetch", Kind::Internal, 70, 80),
         ];
         let path = critical_path(&spans).expect("a root");
         assert_eq!(path.total_ns, 200_000_000);
@@ -363,6 +368,14 @@ mod tests {
             ms("queue publish scan.completed → process scan.completed"),
             10
         );
+        let mut on_path = path.spans.clone();
+        on_path.sort();
+        assert_eq!(
+            on_path,
+            ["a", "b", "c", "d", "e", "f", "g"],
+            "every span but the one in parallel with a longer sibling"
+        );
+        assert_eq!(path.spans[0], "a", "root first");
         let a = attribute([spans.as_slice()]);
         assert_eq!(a.bottleneck.as_deref(), Some("POST /v1/chat/completions"));
         assert!(

@@ -20,4 +20,4 @@ pub use judge::{
     Example, Problem, Scan, ScanVerdict, TraceSummary, judge, judge_owned, judge_with_loss,
 };
 pub use template::{Cardinality, CardinalityError, Node, Relation, Template, TemplateError};
-pub use waterfall::{Waterfall, WaterfallSpan};
+pub use waterfall::{Edge, Waterfall, WaterfallSpan};

@@ -11,4 +11,4 @@ pub mod vision;
 
 pub use faults::{Faults, Outcome};
 pub use latency::{Latency, LatencyError, LatencySampler};
-pub use sim::ConfigError;
+pub use sim::{ConfigError, Knobs};

@@ -19,7 +19,7 @@ use serde_json::json;
 use tb_web::{ApiError, Json, in_service, trace_requests};
 use tokio::net::TcpListener;
 
-use crate::sim::{ConfigError, Sim};
+use crate::sim::{ConfigError, Knobs, Sim};
 use crate::{Faults, Latency, LatencySampler};
 
 /// The service name this mock's spans carry.
@@ -40,6 +40,8 @@ pub struct LlmConfig {
     pub time_scale: f64,
     /// RNG seed.
     pub seed: u64,
+    /// Error rate and latency factor turned while it serves (shared).
+    pub knobs: Arc<Knobs>,
 }
 
 impl Default for LlmConfig {
@@ -56,6 +58,7 @@ impl Default for LlmConfig {
             faults: Faults::default(),
             time_scale: 1.0,
             seed: 2,
+            knobs: Arc::default(),
         }
     }
 }
@@ -102,7 +105,12 @@ impl LlmState {
     /// Fails on an invalid latency distribution, fault rates or time scale.
     pub fn new(config: &LlmConfig) -> Result<Self, ConfigError> {
         Ok(Self {
-            sim: Arc::new(Sim::new(config.seed, config.faults, config.time_scale)?),
+            sim: Arc::new(Sim::new(
+                config.seed,
+                config.faults,
+                config.time_scale,
+                config.knobs.clone(),
+            )?),
             ttft: config
                 .ttft
                 .sampler()

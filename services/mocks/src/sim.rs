@@ -2,15 +2,15 @@
 //! that releases hanging requests so graceful shutdown never waits out a simulated timeout.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
-use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rand::{RngExt as _, SeedableRng};
 use tb_web::ApiError;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -32,6 +32,65 @@ pub enum ConfigError {
     TimeScale(f64),
 }
 
+/// Knobs turned while a mock serves (`tracebench demo`'s switches): a share of requests
+/// answered 500 on top of the configured faults, and a factor on every latency. A config holds
+/// them by `Arc`, so whoever built the config can turn them after the mock started.
+#[derive(Debug)]
+pub struct Knobs {
+    /// Extra share of 500s, as `f64` bits.
+    error_rate: AtomicU64,
+    /// Latency factor, as `f64` bits.
+    latency_factor: AtomicU64,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        Self {
+            error_rate: AtomicU64::new(0f64.to_bits()),
+            latency_factor: AtomicU64::new(1f64.to_bits()),
+        }
+    }
+}
+
+impl PartialEq for Knobs {
+    fn eq(&self, other: &Self) -> bool {
+        self.error_rate() == other.error_rate() && self.latency_factor() == other.latency_factor()
+    }
+}
+
+impl Knobs {
+    /// The extra share of requests answered 500.
+    pub fn error_rate(&self) -> f64 {
+        f64::from_bits(self.error_rate.load(Ordering::Relaxed))
+    }
+
+    /// Answers `rate` (clamped to 0–1; NaN is 0) of the requests 500 from now on.
+    pub fn set_error_rate(&self, rate: f64) {
+        let rate = if rate.is_nan() {
+            0.0
+        } else {
+            rate.clamp(0.0, 1.0)
+        };
+        self.error_rate.store(rate.to_bits(), Ordering::Relaxed);
+    }
+
+    /// The factor on every latency.
+    pub fn latency_factor(&self) -> f64 {
+        f64::from_bits(self.latency_factor.load(Ordering::Relaxed))
+    }
+
+    /// Multiplies every latency by `factor` (clamped to 0–1000; NaN is 1) from now on.
+    pub fn set_latency_factor(&self, factor: f64) {
+        let factor = if factor.is_nan() {
+            1.0
+        } else {
+            factor.clamp(0.0, 1000.0)
+        };
+        self.latency_factor
+            .store(factor.to_bits(), Ordering::Relaxed);
+    }
+}
+
 /// Shared simulation state of one mock service.
 #[derive(Debug)]
 pub(crate) struct Sim {
@@ -41,10 +100,16 @@ pub(crate) struct Sim {
     closing: watch::Sender<bool>,
     /// What is left of [`Faults::fail_first`].
     fail_first: AtomicU32,
+    knobs: Arc<Knobs>,
 }
 
 impl Sim {
-    pub(crate) fn new(seed: u64, faults: Faults, time_scale: f64) -> Result<Self, ConfigError> {
+    pub(crate) fn new(
+        seed: u64,
+        faults: Faults,
+        time_scale: f64,
+        knobs: Arc<Knobs>,
+    ) -> Result<Self, ConfigError> {
         faults.validate()?;
         if !(time_scale.is_finite() && time_scale >= 0.0) {
             return Err(ConfigError::TimeScale(time_scale));
@@ -55,6 +120,7 @@ impl Sim {
             time_scale,
             closing: watch::Sender::new(false),
             fail_first: AtomicU32::new(faults.fail_first),
+            knobs,
         })
     }
 
@@ -69,7 +135,8 @@ impl Sim {
 
     /// Draws a latency from `sampler`, scaled.
     pub(crate) fn latency(&self, sampler: &LatencySampler) -> Duration {
-        self.with_rng(|rng| sampler.sample(rng, self.time_scale))
+        let scale = self.time_scale * self.knobs.latency_factor();
+        self.with_rng(|rng| sampler.sample(rng, scale))
     }
 
     /// Draws this request's fault. `None` means answer normally; `Some` is the fault's response,
@@ -79,10 +146,17 @@ impl Sim {
             .fail_first
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
             .is_ok();
+        let extra = self.knobs.error_rate();
         let outcome = if outage {
             Outcome::Error
         } else {
-            self.with_rng(|rng| self.faults.draw(rng))
+            self.with_rng(|rng| {
+                if extra > 0.0 && rng.random::<f64>() < extra {
+                    Outcome::Error
+                } else {
+                    self.faults.draw(rng)
+                }
+            })
         };
         match outcome {
             Outcome::Ok => None,

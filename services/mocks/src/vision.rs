@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tb_web::{ApiError, Json, in_service, trace_requests};
 use tokio::net::TcpListener;
 
-use crate::sim::{ConfigError, Sim};
+use crate::sim::{ConfigError, Knobs, Sim};
 use crate::{Faults, Latency, LatencySampler};
 
 /// The service name this mock's spans carry.
@@ -44,6 +44,8 @@ pub struct VisionConfig {
     pub time_scale: f64,
     /// RNG seed.
     pub seed: u64,
+    /// Error rate and latency factor turned while it serves (shared).
+    pub knobs: Arc<Knobs>,
 }
 
 impl Default for VisionConfig {
@@ -56,6 +58,7 @@ impl Default for VisionConfig {
             faults: Faults::default(),
             time_scale: 1.0,
             seed: 1,
+            knobs: Arc::default(),
         }
     }
 }
@@ -94,7 +97,12 @@ impl VisionState {
     /// Fails on an invalid latency distribution, fault rates or time scale.
     pub fn new(config: &VisionConfig) -> Result<Self, ConfigError> {
         Ok(Self {
-            sim: Arc::new(Sim::new(config.seed, config.faults, config.time_scale)?),
+            sim: Arc::new(Sim::new(
+                config.seed,
+                config.faults,
+                config.time_scale,
+                config.knobs.clone(),
+            )?),
             latency: config
                 .latency
                 .sampler()

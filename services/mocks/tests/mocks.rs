@@ -285,3 +285,41 @@ async fn shutdown_releases_hanging_requests_instead_of_waiting_them_out() {
         .expect("task")
         .expect("serve");
 }
+
+#[tokio::test]
+async fn knobs_turned_while_serving_change_errors_and_latency_from_the_next_request() {
+    let knobs = std::sync::Arc::new(tb_mocks::Knobs::default());
+    let app = vision::app(
+        VisionState::new(&VisionConfig {
+            latency: Latency::Constant { ms: 50.0 },
+            knobs: knobs.clone(),
+            ..VisionConfig::default()
+        })
+        .expect("valid config"),
+    );
+    let body = r#"{"image_url":"https://x/a.jpg"}"#;
+    let timed = |app: Router| async move {
+        let started = std::time::Instant::now();
+        let (status, _, _) = post(app, "/v1/analyze", body).await;
+        (status, started.elapsed())
+    };
+    let (status, took) = timed(app.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(took >= Duration::from_millis(50), "{took:?}");
+    knobs.set_error_rate(1.0);
+    assert_eq!(
+        timed(app.clone()).await.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    knobs.set_error_rate(0.0);
+    knobs.set_latency_factor(4.0);
+    let (status, took) = timed(app.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(took >= Duration::from_millis(200), "4 × 50 ms: {took:?}");
+    knobs.set_latency_factor(0.0);
+    let (_, took) = timed(app).await;
+    assert!(
+        took < Duration::from_millis(50),
+        "no latency at all: {took:?}"
+    );
+}

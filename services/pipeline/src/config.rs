@@ -2,6 +2,7 @@
 //! service's knobs, in one [`PipelineConfig`].
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tb_consumers::ConsumerConfig;
@@ -9,6 +10,7 @@ use tb_messaging::amqp;
 use tb_mocks::llm::LlmConfig;
 use tb_mocks::vision::VisionConfig;
 use tb_store::StoreChoice;
+use tb_telemetry::fault::Strip;
 use tb_telemetry::spans::ConsumerRelation;
 use tb_worker::WorkerConfig;
 
@@ -147,8 +149,9 @@ pub struct PipelineConfig {
     pub store: StoreChoice,
     /// Simulated write latency of the in-memory event store (PostgreSQL pays its own).
     pub store_latency: Duration,
-    /// Fault injection: share of tasks scan-api publishes without trace headers.
-    pub strip_amqp: f64,
+    /// Fault injection: share of tasks scan-api publishes without trace headers (shared: it can
+    /// be changed while scan-api runs).
+    pub strip_amqp: Arc<Strip>,
     /// Whether scan-api serves `POST /test`, the W3C test suite's protocol (loopback targets
     /// only). Off by default.
     pub w3c_test_endpoint: bool,
@@ -185,7 +188,7 @@ impl PipelineConfig {
             },
             store: StoreChoice::Memory,
             store_latency: scaled(seed::STORE_WRITE),
-            strip_amqp: 0.0,
+            strip_amqp: Arc::default(),
             w3c_test_endpoint: false,
         }
     }

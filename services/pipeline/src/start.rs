@@ -401,7 +401,7 @@ async fn start_scan_api(
     let publisher = Publisher::new(link, &config.worker.queue).await?;
     let (listener, addr) = bind(config.wiring.scan_api_addr).await?;
     let state = ScanApiState::new(publisher, store.clone())
-        .with_strip_amqp(config.strip_amqp)
+        .with_strip_amqp(config.strip_amqp.clone())
         .with_w3c_test_endpoint(config.w3c_test_endpoint);
     let shutdown = spawned.stopped();
     spawned.spawn(

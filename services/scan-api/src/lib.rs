@@ -72,10 +72,11 @@ impl ScanApiState {
         self
     }
 
-    /// Fault injection: publishes `ratio` of the tasks without trace headers.
+    /// Fault injection: publishes the share `strip` says (it may change while scan-api runs)
+    /// of the tasks without trace headers.
     #[must_use]
-    pub fn with_strip_amqp(mut self, ratio: f64) -> Self {
-        self.strip_amqp = (ratio > 0.0).then(|| Arc::new(Strip::new(ratio)));
+    pub fn with_strip_amqp(mut self, strip: Arc<Strip>) -> Self {
+        self.strip_amqp = Some(strip);
         self
     }
 }

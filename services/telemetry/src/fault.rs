@@ -6,29 +6,46 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Decides, message by message, whether to strip the trace headers.
-#[derive(Debug)]
+/// Decides, message by message, whether to strip the trace headers. The share can be changed
+/// while messages flow ([`Strip::set`]: the demo's switches), so a hop holds it by `Arc`.
+#[derive(Debug, Default)]
 pub struct Strip {
-    ratio: f64,
+    /// The share, as `f64` bits.
+    ratio: AtomicU64,
     seen: AtomicU64,
 }
 
 impl Strip {
     /// Strips `ratio` (clamped to 0–1) of the messages.
     pub fn new(ratio: f64) -> Self {
-        Self {
-            ratio: ratio.clamp(0.0, 1.0),
-            seen: AtomicU64::new(0),
-        }
+        let strip = Self::default();
+        strip.set(ratio);
+        strip
+    }
+
+    /// Strips `ratio` (clamped to 0–1; NaN is 0) of the messages from now on.
+    pub fn set(&self, ratio: f64) {
+        let ratio = if ratio.is_nan() {
+            0.0
+        } else {
+            ratio.clamp(0.0, 1.0)
+        };
+        self.ratio.store(ratio.to_bits(), Ordering::Relaxed);
+    }
+
+    /// The share stripped.
+    pub fn ratio(&self) -> f64 {
+        f64::from_bits(self.ratio.load(Ordering::Relaxed))
     }
 
     /// Whether the next message goes without trace headers.
     pub fn next(&self) -> bool {
-        if self.ratio <= 0.0 {
+        let ratio = self.ratio();
+        if ratio <= 0.0 {
             return false;
         }
         let n = self.seen.fetch_add(1, Ordering::Relaxed) as f64;
-        ((n + 1.0) * self.ratio).floor() > (n * self.ratio).floor()
+        ((n + 1.0) * ratio).floor() > (n * ratio).floor()
     }
 }
 
@@ -49,5 +66,20 @@ mod tests {
             assert_eq!(stripped, (1000.0 * ratio) as usize, "{ratio}");
         }
         assert!(propagate(None));
+    }
+
+    #[test]
+    fn a_share_changed_midway_applies_from_the_next_message() {
+        let strip = Strip::new(0.0);
+        assert_eq!((0..100).filter(|_| strip.next()).count(), 0);
+        strip.set(1.0);
+        assert_eq!((0..100).filter(|_| strip.next()).count(), 100);
+        strip.set(0.5);
+        let stripped = (0..100).filter(|_| strip.next()).count();
+        assert!((49..=51).contains(&stripped), "{stripped}");
+        strip.set(f64::NAN);
+        assert_eq!(strip.ratio(), 0.0);
+        strip.set(7.0);
+        assert_eq!(strip.ratio(), 1.0);
     }
 }

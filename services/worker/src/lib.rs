@@ -65,10 +65,12 @@ pub struct WorkerConfig {
     pub relation: ConsumerRelation,
     /// Kafka topic for finished scans.
     pub completed_topic: String,
-    /// Fault injection: share of Vision/LLM calls sent without trace headers.
-    pub strip_http: f64,
-    /// Fault injection: share of `scan.completed` events sent without trace headers.
-    pub strip_kafka: f64,
+    /// Fault injection: share of Vision/LLM calls sent without trace headers (shared: it can
+    /// be changed while the worker runs).
+    pub strip_http: Arc<Strip>,
+    /// Fault injection: share of `scan.completed` events sent without trace headers (shared,
+    /// as `strip_http`).
+    pub strip_kafka: Arc<Strip>,
     /// Fault injection: the first this-many tasks crash the worker after Kafka confirmed the
     /// event and before the ack, so RabbitMQ redelivers them.
     pub crash_before_ack: u32,
@@ -89,8 +91,8 @@ impl Default for WorkerConfig {
             relation: ConsumerRelation::Child,
             completed_topic: tb_messaging::kafka::SCAN_COMPLETED.to_owned(),
             crash_before_ack: 0,
-            strip_http: 0.0,
-            strip_kafka: 0.0,
+            strip_http: Arc::default(),
+            strip_kafka: Arc::default(),
         }
     }
 }
@@ -134,8 +136,8 @@ struct Ctx {
     stats: Arc<WorkerStats>,
     crashes_left: AtomicU32,
     crashed: Notify,
-    strip_http: Strip,
-    strip_kafka: Strip,
+    strip_http: Arc<Strip>,
+    strip_kafka: Arc<Strip>,
 }
 
 /// What happened to one delivery.
@@ -164,10 +166,7 @@ impl Worker {
         store: Arc<dyn EventStore>,
     ) -> Self {
         let crashes_left = AtomicU32::new(config.crash_before_ack);
-        let (strip_http, strip_kafka) = (
-            Strip::new(config.strip_http),
-            Strip::new(config.strip_kafka),
-        );
+        let (strip_http, strip_kafka) = (config.strip_http.clone(), config.strip_kafka.clone());
         Self {
             ctx: Arc::new(Ctx {
                 config,

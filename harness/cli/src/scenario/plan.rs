@@ -4,12 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tb_load::{Arrival, Load};
 use tb_mocks::{Faults, Latency};
 use tb_pipeline::{PipelineConfig, seed};
 use tb_store::{PgConfig, StoreChoice};
+use tb_telemetry::fault::Strip;
 use tb_telemetry::spans::ConsumerRelation;
 use tb_telemetry::{BatchSettings, Sampling};
 use tb_verify::Template;
@@ -481,9 +483,9 @@ impl Scenario {
             ));
         }
         match strip {
-            Some((Hop::Amqp, r)) => pipeline.strip_amqp = r,
-            Some((Hop::Http, r)) => pipeline.worker.strip_http = r,
-            Some((Hop::Kafka, r)) => pipeline.worker.strip_kafka = r,
+            Some((Hop::Amqp, r)) => pipeline.strip_amqp = Arc::new(Strip::new(r)),
+            Some((Hop::Http, r)) => pipeline.worker.strip_http = Arc::new(Strip::new(r)),
+            Some((Hop::Kafka, r)) => pipeline.worker.strip_kafka = Arc::new(Strip::new(r)),
             None => {}
         }
         Ok(Self {

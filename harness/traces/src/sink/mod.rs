@@ -58,6 +58,19 @@ impl Default for SinkConfig {
     }
 }
 
+impl SinkConfig {
+    /// Both listeners on free loopback ports, the default limits: a sink embedded in a process
+    /// that finds it through [`RunningSink::grpc_endpoint`] (a run, the demo).
+    pub fn ephemeral() -> Self {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            grpc_addr: any,
+            http_addr: any,
+            ..Self::default()
+        }
+    }
+}
+
 /// Why the sink could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {

@@ -584,6 +584,37 @@ impl TraceStore {
         })
     }
 
+    /// Every span held, as [`all`](Self::all) reads them, with the store emptied under the
+    /// same lock: for a reader that judges what arrived since it last looked (`tracebench
+    /// demo`). The counters of what was received and evicted are kept.
+    pub fn take_all(&self) -> Vec<model::Span> {
+        let taken = {
+            let mut inner = self.lock();
+            let stats = StoreStats {
+                spans_stored: 0,
+                bytes_stored: 0,
+                traces_stored: 0,
+                ..inner.stats
+            };
+            let next_seq = inner.next_seq;
+            std::mem::replace(
+                &mut *inner,
+                Inner {
+                    next_seq,
+                    stats,
+                    ..Inner::default()
+                },
+            )
+        };
+        taken
+            .arrival
+            .iter()
+            .filter_map(|(key, seq)| taken.traces.get(key).filter(|t| t.seq == *seq))
+            .flat_map(Trace::spans)
+            .map(|(origin, span)| wire::model_span(&span.bytes, &origin.resource.service))
+            .collect()
+    }
+
     /// The ids (lowercase hex) of the traces held, oldest first.
     pub fn trace_ids(&self) -> Vec<String> {
         let inner = self.lock();
@@ -867,6 +898,27 @@ mod tests {
         assert_eq!(names, [("a", "span 1"), ("b", "span 3")]);
         assert_eq!(spans[1].parent_span_id.as_deref(), Some("0000000000000001"));
         assert_eq!(store.stats().traces_stored, 2);
+    }
+
+    #[test]
+    fn take_all_hands_over_every_span_and_leaves_the_store_empty_but_counting() {
+        let store = TraceStore::new(Limits::spans(100));
+        store.ingest(request("a", &[(1, 1, 0), (2, 2, 0)]));
+        store.ingest(request("b", &[(1, 3, 1)]));
+        let mut names: Vec<_> = store.take_all().into_iter().map(|s| s.name).collect();
+        names.sort();
+        assert_eq!(names, ["span 1", "span 2", "span 3"]);
+        let stats = store.stats();
+        assert_eq!(
+            (stats.spans_stored, stats.traces_stored, stats.bytes_stored),
+            (0, 0, 0)
+        );
+        assert_eq!(stats.spans_received, 3, "what arrived is still counted");
+        assert!(store.take_all().is_empty());
+        store.ingest(request("a", &[(1, 4, 0)]));
+        let again = store.take_all();
+        assert_eq!(again.len(), 1, "a trace id seen before is a trace again");
+        assert_eq!(again[0].name, "span 4");
     }
 
     #[test]

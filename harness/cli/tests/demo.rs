@@ -1,0 +1,216 @@
+//! `tracebench demo` as its users meet it: its API (judged traces, waterfalls with edges and
+//! the critical path, switches that take effect and refuse bad values), and its page in
+//! headless Chromium. Needs RabbitMQ, as every pipeline test does; the browser test needs
+//! Debian's `chromium` and playwright-core, which `.ci/run` installs.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A `tracebench demo` child on a free port, stopped (SIGTERM) when dropped.
+struct Demo {
+    child: Child,
+    url: String,
+}
+
+impl Demo {
+    fn start() -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tracebench"))
+            .args(["demo", "--addr", "127.0.0.1:0", "--rate", "20"])
+            .args(["--time-scale", "0.01"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("tracebench demo runs");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut first = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut first)
+            .expect("the demo's first line");
+        let url = first
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {first:?}"))
+            .trim_end_matches('/')
+            .to_owned();
+        Self { child, url }
+    }
+
+    /// Stops the demo as `docker stop` would and asserts a clean exit.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .expect("kill")
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the demo") {
+                assert!(status.success(), "the demo stopped with {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "SIGTERM did not stop the demo");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn get(url: &str) -> Value {
+    let response = reqwest::get(url).await.expect("GET");
+    assert!(
+        response.status().is_success(),
+        "{url}: {}",
+        response.status()
+    );
+    response.json().await.expect("JSON")
+}
+
+async fn knobs(demo: &Demo, body: Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/knobs", demo.url))
+        .json(&body)
+        .send()
+        .await
+        .expect("POST");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON answer"))
+}
+
+/// Polls the recent traces until one has `verdict`; returns it with its waterfall.
+async fn a_trace(demo: &Demo, verdict: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = get(&format!("{}/api/state", demo.url)).await;
+        let found = state["traces"]
+            .as_array()
+            .expect("traces")
+            .iter()
+            .find(|t| t["verdict"] == verdict)
+            .map(|t| t["trace_id"].as_str().expect("id").to_owned());
+        if let Some(id) = found {
+            return get(&format!("{}/api/traces/{id}", demo.url)).await;
+        }
+        assert!(Instant::now() < deadline, "no {verdict} trace: {state}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn edges(trace: &Value) -> Vec<&str> {
+    trace["waterfall"]["spans"]
+        .as_array()
+        .expect("spans")
+        .iter()
+        .filter_map(|s| s["edge"].as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_demo_judges_its_traces_and_a_stripped_kafka_hop_shows_as_broken_edges() {
+    let demo = Demo::start();
+    let page = reqwest::get(&demo.url).await.expect("GET /");
+    assert!(page.status().is_success());
+    assert!(
+        page.text()
+            .await
+            .expect("page")
+            .contains("<title>tracebench demo</title>")
+    );
+
+    let complete = a_trace(&demo, "complete").await;
+    let spans = complete["waterfall"]["spans"].as_array().expect("spans");
+    assert!(spans.len() >= 15, "the whole pipeline: {complete}");
+    assert!(spans.iter().any(|s| s["critical"] == true), "{complete}");
+    let continued = edges(&complete);
+    assert!(
+        continued.len() >= 5 && continued.iter().all(|e| *e == "continued"),
+        "every hop continued: {continued:?}"
+    );
+
+    let (status, state) = knobs(&demo, json!({"strip_kafka": 1.0})).await;
+    assert_eq!(status, 200, "{state}");
+    assert_eq!(state["knobs"]["strip_kafka"], 1.0);
+    let broken = a_trace(&demo, "broken").await;
+    assert!(edges(&broken).contains(&"broken"), "{broken}");
+    let problems = broken["problems"].to_string();
+    assert!(
+        problems.contains("scan.completed"),
+        "the Kafka hop: {problems}"
+    );
+
+    for bad in [
+        json!({"strip_kafka": 2}),
+        json!({"rate": 0}),
+        json!({"vision_latency_factor": -1}),
+        json!({"no_such_knob": 1}),
+    ] {
+        let (status, body) = knobs(&demo, bad.clone()).await;
+        assert!((400..500).contains(&status), "{bad}: {status}");
+        assert!(body["error"].is_string(), "{bad}: {body}");
+    }
+    let state = get(&format!("{}/api/state", demo.url)).await;
+    assert_eq!(
+        state["knobs"]["strip_kafka"], 1.0,
+        "a refused change changes nothing"
+    );
+    assert_eq!(state["knobs"]["rate"], 20.0);
+    demo.stop();
+}
+
+/// Debian's chromium, or `TB_CHROMIUM`.
+fn chromium() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("TB_CHROMIUM") {
+        return Some(PathBuf::from(path));
+    }
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// The `node_modules` holding playwright-core: `TB_NODE_MODULES`, or where `.ci/run` puts it.
+fn node_modules() -> Option<PathBuf> {
+    let dir = std::env::var_os("TB_NODE_MODULES").map_or_else(
+        || PathBuf::from("/var/tmp/tracebench-node/node_modules"),
+        PathBuf::from,
+    );
+    dir.join("playwright-core").exists().then_some(dir)
+}
+
+#[test]
+fn the_page_in_headless_chromium_shows_a_trace_then_broken_edges_after_the_kafka_switch() {
+    let (Some(chromium), Some(modules)) = (chromium(), node_modules()) else {
+        // `.ci/run` installs both, so CI always runs this.
+        eprintln!(
+            "skipped: needs chromium and playwright-core (TB_CHROMIUM, TB_NODE_MODULES); .ci/run installs them"
+        );
+        return;
+    };
+    let demo = Demo::start();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/demo/browser.cjs");
+    let out = Command::new("node")
+        .arg(script)
+        .arg(&demo.url)
+        .arg(chromium)
+        .env("NODE_PATH", modules)
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    demo.stop();
+}
