@@ -216,6 +216,8 @@ pub struct EmbeddedKafka {
 #[derive(Debug)]
 enum Command {
     Down(bool, mpsc::Sender<Result<(), KafkaError>>),
+    /// Stop the broker, whatever [`KafkaControl`] clones are still out there.
+    Stop,
 }
 
 /// The embedded cluster's one broker.
@@ -247,9 +249,11 @@ impl EmbeddedKafka {
                     }
                 }
                 let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
-                // Hold the cluster until the handle is gone, doing what it asks meanwhile.
+                // Hold the cluster until the handle stops it (or is gone), doing what it asks
+                // meanwhile.
                 while let Ok(command) = commands_rx.recv() {
                     match command {
+                        Command::Stop => break,
                         Command::Down(down, answer) => {
                             let done = if down {
                                 cluster.broker_down(BROKER_ID)
@@ -318,9 +322,38 @@ impl KafkaControl {
 
 impl Drop for EmbeddedKafka {
     fn drop(&mut self) {
-        drop(self.commands.take());
+        // An explicit stop: a `KafkaControl` someone still holds keeps the channel open, and
+        // waiting for it to close would wait forever.
+        if let Some(commands) = self.commands.take() {
+            let _ = commands.send(Command::Stop);
+        }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropping_the_broker_stops_it_though_a_control_is_still_held() {
+        let kafka = EmbeddedKafka::start().expect("the embedded broker starts");
+        let control = kafka.control().expect("its controls");
+        control.set_down(true).expect("down");
+        control.set_down(false).expect("up");
+        let (dropped_tx, dropped) = mpsc::channel();
+        std::thread::spawn(move || {
+            drop(kafka);
+            let _ = dropped_tx.send(());
+        });
+        dropped
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the drop returns while a KafkaControl is alive");
+        assert!(
+            control.set_down(true).is_err(),
+            "a stopped broker takes no command"
+        );
     }
 }
