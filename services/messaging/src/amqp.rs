@@ -27,6 +27,34 @@ use crate::celery::TaskMessage;
 /// The queue the scan tasks go to, through the default exchange.
 pub const SCAN_TASKS: &str = "scan.tasks";
 
+/// What a queue of one run, demo or test is scoped by: [`scoped_queue`] names it
+/// `{base}.{scope}-{id}`.
+pub const SCOPES: [&str; 3] = ["run", "demo", "test"];
+
+/// A task queue of its own for one run, demo or test (`scope` one of [`SCOPES`]):
+/// `scan.tasks.run-1f0c…`, so that nothing else on the broker takes its tasks.
+pub fn scoped_queue(base: &str, scope: &str) -> String {
+    debug_assert!(SCOPES.contains(&scope), "{scope} is not one of {SCOPES:?}");
+    format!("{base}.{scope}-{:016x}", rand::random::<u64>())
+}
+
+/// The name of `queue` without the scope [`scoped_queue`] added: what a span is named by, as
+/// span names must stay few (`publish scan.tasks`, whatever run published it).
+pub fn queue_template(queue: &str) -> &str {
+    match queue.rsplit_once('.') {
+        Some((base, scope))
+            if SCOPES.iter().any(|s| {
+                scope
+                    .strip_prefix(s)
+                    .is_some_and(|rest| rest.starts_with('-'))
+            }) =>
+        {
+            base
+        }
+        _ => queue,
+    }
+}
+
 /// The local broker's default URL (guest/guest, vhost `/`).
 pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -365,7 +393,11 @@ impl Publisher {
         routing_key: ShortString,
         propagate: bool,
     ) -> Result<(), PublishError> {
-        let span = spans::producer(MessagingSystem::RabbitMq, self.queue());
+        let span = spans::producer_templated(
+            MessagingSystem::RabbitMq,
+            self.queue(),
+            queue_template(self.queue()),
+        );
         span.record(keys::MESSAGING_MESSAGE_ID, task.id.as_str());
         span.record(
             keys::MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY,
@@ -422,6 +454,37 @@ impl Publisher {
         match confirmation {
             Confirmation::Nack(_) => Err(PublishError::Nacked),
             Confirmation::Ack(_) | Confirmation::NotRequested => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scoped_queue_names_its_spans_by_its_base() {
+        for scope in SCOPES {
+            let queue = scoped_queue(SCAN_TASKS, scope);
+            assert!(
+                queue.starts_with(&format!("scan.tasks.{scope}-")),
+                "{queue}"
+            );
+            assert_eq!(queue_template(&queue), SCAN_TASKS);
+        }
+        assert_ne!(
+            scoped_queue(SCAN_TASKS, "run"),
+            scoped_queue(SCAN_TASKS, "run")
+        );
+        // Names it did not build are their own template.
+        for queue in [
+            "scan.tasks",
+            "orders",
+            "scan.tasks.running",
+            "scan.tasks.v2",
+            "a.run",
+        ] {
+            assert_eq!(queue_template(queue), queue);
         }
     }
 }

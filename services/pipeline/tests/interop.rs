@@ -276,7 +276,7 @@ async fn python_celery_worker_continues_the_trace_scan_api_published() {
             && s["attributes"]["messaging.message.id"] == task_id.as_str()
     })
     .await;
-    let publish_name = format!("publish {queue}");
+    let publish_name = format!("publish {}", tb_messaging::amqp::queue_template(&queue));
     let spans = common::trace_until(trace_id, |s| has(s, "scan-api", &publish_name)).await;
     let publish = find(&spans, "scan-api", &publish_name).expect("scan-api's publish span");
 

@@ -131,7 +131,8 @@ fn shape(spans: &[FinishedSpan]) -> Vec<Shape> {
 }
 
 fn expected(queue: &str, root_parent: &str, attempts: usize) -> Vec<Shape> {
-    let publish = format!("publish {queue}");
+    // Named for the queue without its test scope: span names stay few.
+    let publish = format!("publish {}", tb_messaging::amqp::queue_template(queue));
     let s = |svc: &str, name: &str, kind: &str, parent: &str| {
         (
             svc.to_owned(),

@@ -15,9 +15,10 @@ use opentelemetry_semantic_conventions::attribute::{
     DB_COLLECTION_NAME, DB_NAMESPACE, DB_OPERATION_NAME, DB_QUERY_TEXT, DB_RESPONSE_STATUS_CODE,
     DB_SYSTEM_NAME, ERROR_TYPE, HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, HTTP_ROUTE,
     MESSAGING_CONSUMER_GROUP_NAME, MESSAGING_DESTINATION_NAME, MESSAGING_DESTINATION_PARTITION_ID,
-    MESSAGING_KAFKA_MESSAGE_KEY, MESSAGING_KAFKA_OFFSET, MESSAGING_MESSAGE_ID,
-    MESSAGING_OPERATION_NAME, MESSAGING_OPERATION_TYPE, MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY,
-    MESSAGING_SYSTEM, SERVER_ADDRESS, SERVER_PORT, URL_FULL, URL_PATH,
+    MESSAGING_DESTINATION_TEMPLATE, MESSAGING_KAFKA_MESSAGE_KEY, MESSAGING_KAFKA_OFFSET,
+    MESSAGING_MESSAGE_ID, MESSAGING_OPERATION_NAME, MESSAGING_OPERATION_TYPE,
+    MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY, MESSAGING_SYSTEM, SERVER_ADDRESS, SERVER_PORT,
+    URL_FULL, URL_PATH,
 };
 use tracing::Span;
 use tracing::field::Empty;
@@ -195,13 +196,21 @@ pub fn record_db_error(span: &Span, status_code: Option<&str>, error_type: &str)
 /// A PRODUCER span for publishing to `destination` (queue, exchange or topic), a child of the
 /// current span. Inject it into the message with the carrier for the system.
 pub fn producer(system: MessagingSystem, destination: &str) -> Span {
-    tracing::info_span!(
+    producer_templated(system, destination, destination)
+}
+
+/// [`producer`] for a destination named for one run or instance (`scan.tasks.run-1f0c…`):
+/// the span is named by `template` (`publish scan.tasks`), as span names must stay few, and
+/// carries it as `messaging.destination.template` beside the real name.
+pub fn producer_templated(system: MessagingSystem, destination: &str, template: &str) -> Span {
+    let span = tracing::info_span!(
         "messaging.producer",
-        otel.name = format!("publish {destination}"),
+        otel.name = format!("publish {template}"),
         otel.kind = "producer",
         otel.status_code = Empty,
         { MESSAGING_SYSTEM } = system.as_str(),
         { MESSAGING_DESTINATION_NAME } = destination,
+        { MESSAGING_DESTINATION_TEMPLATE } = Empty,
         { MESSAGING_OPERATION_TYPE } = "send",
         { MESSAGING_OPERATION_NAME } = "publish",
         { MESSAGING_MESSAGE_ID } = Empty,
@@ -210,7 +219,11 @@ pub fn producer(system: MessagingSystem, destination: &str) -> Span {
         { MESSAGING_DESTINATION_PARTITION_ID } = Empty,
         { MESSAGING_KAFKA_OFFSET } = Empty,
         { ERROR_TYPE } = Empty,
-    )
+    );
+    if template != destination {
+        span.record(MESSAGING_DESTINATION_TEMPLATE, template);
+    }
+    span
 }
 
 /// A CONSUMER span for processing a message from `destination`, related to the producer's

@@ -12,7 +12,7 @@
 
 mod capacity;
 pub mod expect;
-mod faults;
+pub(crate) mod faults;
 mod memory;
 mod progress;
 mod query;
@@ -304,7 +304,7 @@ async fn open(
     infra: &Provisioned,
     options: &RunOptions,
 ) -> Result<Session, RunError> {
-    let queue = format!("scan.tasks.run-{:016x}", rand::random::<u64>());
+    let queue = tb_messaging::amqp::scoped_queue(tb_messaging::amqp::SCAN_TASKS, "run");
     let (amqp_url, proxy) = faults::rabbitmq(&scenario.faults, &infra.amqp_url).await?;
     let wiring = Wiring::ephemeral(amqp_url, infra.kafka.clone(), queue);
     let (running, scan_api, processed) = start(scenario, &wiring, options).await?;

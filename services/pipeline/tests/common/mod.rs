@@ -86,7 +86,7 @@ pub(crate) fn telemetry() -> &'static Telemetry {
 
 /// A queue of the test's own.
 pub(crate) fn queue() -> String {
-    format!("scan.tasks.test-{}", uuid::Uuid::new_v4())
+    tb_messaging::amqp::scoped_queue(tb_messaging::amqp::SCAN_TASKS, "test")
 }
 
 /// Every service on `queue`, fast mocks, the real RabbitMQ and the embedded Kafka (or
