@@ -4,6 +4,7 @@
 //! The share is exact, not random: message n is stripped when ⌊(n+1)·ratio⌋ > ⌊n·ratio⌋, so
 //! after N messages ⌊N·ratio⌋ were stripped and a verifier can be held to a tight tolerance.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Decides, message by message, whether to strip the trace headers. The share can be changed
@@ -40,12 +41,40 @@ impl Strip {
 
     /// Whether the next message goes without trace headers.
     pub fn next(&self) -> bool {
-        let ratio = self.ratio();
-        if ratio <= 0.0 {
-            return false;
+        strip_next(self.ratio(), &self.seen)
+    }
+}
+
+/// Message number `seen` (counted up) is stripped when ⌊(n+1)·ratio⌋ > ⌊n·ratio⌋.
+fn strip_next(ratio: f64, seen: &AtomicU64) -> bool {
+    if ratio <= 0.0 {
+        return false;
+    }
+    let n = seen.fetch_add(1, Ordering::Relaxed) as f64;
+    ((n + 1.0) * ratio).floor() > (n * ratio).floor()
+}
+
+/// One hop of several under one [`Strip`]'s share, counted on its own. The worker's Vision and
+/// LLM calls alternate, so one count over both would line its period up with one of them
+/// (every tenth call is always an LLM call); a lane each loses exactly the share.
+#[derive(Debug)]
+pub struct Lane {
+    strip: Arc<Strip>,
+    seen: AtomicU64,
+}
+
+impl Lane {
+    /// A lane of `strip`: its share, its own count.
+    pub fn new(strip: Arc<Strip>) -> Self {
+        Self {
+            strip,
+            seen: AtomicU64::new(0),
         }
-        let n = self.seen.fetch_add(1, Ordering::Relaxed) as f64;
-        ((n + 1.0) * ratio).floor() > (n * ratio).floor()
+    }
+
+    /// Whether the next message on this lane goes without trace headers.
+    pub fn next(&self) -> bool {
+        strip_next(self.strip.ratio(), &self.seen)
     }
 }
 
@@ -66,6 +95,24 @@ mod tests {
             assert_eq!(stripped, (1000.0 * ratio) as usize, "{ratio}");
         }
         assert!(propagate(None));
+    }
+
+    #[test]
+    fn lanes_of_one_strip_each_lose_exactly_its_share() {
+        let strip = Arc::new(Strip::new(0.1));
+        let (vision, llm) = (Lane::new(strip.clone()), Lane::new(strip.clone()));
+        // Calls alternate, as the worker's do.
+        let (mut v, mut l) = (0, 0);
+        for _ in 0..100 {
+            v += usize::from(vision.next());
+            l += usize::from(llm.next());
+        }
+        assert_eq!((v, l), (10, 10));
+        strip.set(0.0);
+        assert!(
+            !vision.next() && !llm.next(),
+            "the share is the strip's, turned live"
+        );
     }
 
     #[test]

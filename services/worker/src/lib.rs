@@ -26,7 +26,7 @@ use tb_messaging::events::ScanCompleted;
 use tb_messaging::kafka;
 use tb_store::{EventStore, ScanRecord, ScanResult, ScanState};
 use tb_telemetry::carrier;
-use tb_telemetry::fault::{Strip, propagate};
+use tb_telemetry::fault::{Lane, Strip, propagate};
 use tb_telemetry::service;
 use tb_telemetry::spans::{self, ConsumerRelation, MessagingSystem, keys};
 use tb_web::client::{CallError, post_json_with};
@@ -136,7 +136,9 @@ struct Ctx {
     stats: Arc<WorkerStats>,
     crashes_left: AtomicU32,
     crashed: Notify,
-    strip_http: Arc<Strip>,
+    /// `strip_http` for the Vision calls and for the LLM calls, each counted on its own.
+    strip_vision: Lane,
+    strip_llm: Lane,
     strip_kafka: Arc<Strip>,
 }
 
@@ -166,7 +168,9 @@ impl Worker {
         store: Arc<dyn EventStore>,
     ) -> Self {
         let crashes_left = AtomicU32::new(config.crash_before_ack);
-        let (strip_http, strip_kafka) = (config.strip_http.clone(), config.strip_kafka.clone());
+        let strip_vision = Lane::new(config.strip_http.clone());
+        let strip_llm = Lane::new(config.strip_http.clone());
+        let strip_kafka = config.strip_kafka.clone();
         Self {
             ctx: Arc::new(Ctx {
                 config,
@@ -177,7 +181,8 @@ impl Worker {
                 stats: Arc::default(),
                 crashes_left,
                 crashed: Notify::new(),
-                strip_http,
+                strip_vision,
+                strip_llm,
                 strip_kafka,
             }),
         }
@@ -501,7 +506,7 @@ async fn scan(ctx: &Ctx, image_url: &str) -> Result<ScanResult, CallError> {
             &format!("{}/v1/analyze", config.vision_url.trim_end_matches('/')),
             &json!({ "image_url": image_url }),
             config.call_timeout,
-            propagate(Some(&ctx.strip_http)),
+            !ctx.strip_vision.next(),
         )
         .await?;
         let body: Value = response.json().await.map_err(CallError::Transport)?;
@@ -533,7 +538,7 @@ async fn scan(ctx: &Ctx, image_url: &str) -> Result<ScanResult, CallError> {
                 }],
             }),
             config.call_timeout,
-            propagate(Some(&ctx.strip_http)),
+            !ctx.strip_llm.next(),
         )
         .await?;
         let body: Value = response.json().await.map_err(CallError::Transport)?;
