@@ -107,6 +107,25 @@ async fn a_trace(demo: &Demo, verdict: &str) -> Value {
     }
 }
 
+/// Polls the state until `holds` says so; returns that state.
+async fn wait_until(demo: &Demo, what: &str, holds: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = get(&format!("{}/api/state", demo.url)).await;
+        if holds(&state) {
+            return state;
+        }
+        assert!(Instant::now() < deadline, "never {what}: {state}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn total(state: &Value, what: &str) -> u64 {
+    state["totals"][what]
+        .as_u64()
+        .unwrap_or_else(|| panic!("totals.{what}: {state}"))
+}
+
 fn edges(trace: &Value) -> Vec<&str> {
     trace["waterfall"]["spans"]
         .as_array()
@@ -165,7 +184,43 @@ async fn the_demo_judges_its_traces_and_a_stripped_kafka_hop_shows_as_broken_edg
         "a refused change changes nothing"
     );
     assert_eq!(state["knobs"]["rate"], 20.0);
+    brokers_down_and_back(&demo).await;
     demo.stop();
+}
+
+/// RabbitMQ away: scans are refused; back: accepted and completed again. Kafka away: scans are
+/// accepted and wait; back: they complete, none lost.
+async fn brokers_down_and_back(demo: &Demo) {
+    let (status, state) = knobs(demo, json!({"strip_kafka": 0, "rabbitmq_down": true})).await;
+    assert_eq!(status, 200, "{state}");
+    assert_eq!(state["knobs"]["rabbitmq_down"], true);
+    let failed = total(&state, "failed");
+    wait_until(demo, "refused while RabbitMQ is down", |s| {
+        total(s, "failed") >= failed + 5
+    })
+    .await;
+    let (status, state) = knobs(demo, json!({"rabbitmq_down": false})).await;
+    assert_eq!(status, 200, "{state}");
+    let completed = total(&state, "completed");
+    wait_until(demo, "completing again after RabbitMQ came back", |s| {
+        total(s, "completed") >= completed + 10
+    })
+    .await;
+
+    let (status, state) = knobs(demo, json!({"kafka_down": true})).await;
+    assert_eq!(status, 200, "{state}");
+    // 20 scans/s keep coming in; with Kafka away none of them gets past the worker.
+    wait_until(demo, "scans piling up while Kafka is down", |s| {
+        total(s, "in_flight") >= 20
+    })
+    .await;
+    let (status, state) = knobs(demo, json!({"kafka_down": false})).await;
+    assert_eq!(status, 200, "{state}");
+    let state = wait_until(demo, "the scans held by the outage completed", |s| {
+        total(s, "in_flight") <= 10
+    })
+    .await;
+    assert_eq!(total(&state, "lost"), 0, "{state}");
 }
 
 /// Debian's chromium, or `TB_CHROMIUM`.

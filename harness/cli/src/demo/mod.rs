@@ -3,7 +3,8 @@
 //! binary) that shows live scans/s and latency, the recent traces with their verdict, a
 //! waterfall per trace with each hop's edge marked (continued, link, broken) and the critical
 //! path highlighted, and switches for faults: strip the trace headers at a hop, make the
-//! Vision or LLM API fail or slow down.
+//! Vision or LLM API fail or slow down, take RabbitMQ (through a fault proxy every connection
+//! of the pipeline goes through) or the embedded Kafka broker down and back.
 //!
 //! Every half second the judge takes the spans that arrived in the sink and judges the scans
 //! that completed since (both consumers done) against the seed pipeline's template, as a run
@@ -14,7 +15,7 @@
 //! | `GET /`                | the page                                                    |
 //! | `GET /api/state`       | rate, switches, counts, latency and the recent verdicts     |
 //! | `GET /api/traces/{id}` | one judged trace with its waterfall                         |
-//! | `POST /api/knobs`      | turn switches: `{rate, strip_amqp, strip_http, strip_kafka, vision_error_rate, vision_latency_factor, llm_error_rate, llm_latency_factor}`, any subset |
+//! | `POST /api/knobs`      | turn switches: `{rate, strip_amqp, strip_http, strip_kafka, vision_error_rate, vision_latency_factor, llm_error_rate, llm_latency_factor, rabbitmq_down, kafka_down}`, any subset |
 
 mod state;
 
@@ -78,11 +79,16 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         .await
         .context("starting the embedded trace sink")?;
     let _telemetry = telemetry(&args, sink.grpc_endpoint())?;
-    let config = pipeline_config(&args);
+    let (amqp_url, rabbitmq) = crate::run::faults::proxied(&args.amqp_url)
+        .await
+        .map_err(|why| anyhow::anyhow!("a fault proxy in front of RabbitMQ: {why}"))?;
+    let config = pipeline_config(&args, amqp_url);
     let knobs = Knobs::of(&config);
     let mut pipeline = Pipeline::start(config)
         .await
         .context("starting the pipeline")?;
+    let kafka = pipeline.embedded_kafka().and_then(|k| k.control());
+    let knobs = knobs.with_brokers(rabbitmq, kafka);
     let scan_api = pipeline.scan_api.context("the pipeline runs no scan-api")?;
     let demo = Arc::new(Demo::new(knobs, args.rate));
     let target = Arc::new(ScanTarget::at(format!("http://{scan_api}/scan"), 64, false));
@@ -96,12 +102,13 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding the page to {}", args.addr))?;
     let addr = listener.local_addr().context("the page's address")?;
     println!("tracebench demo: http://{addr}/ (Ctrl-C stops)");
-    let served = axum::serve(listener, app(demo))
+    let served = axum::serve(listener, app(demo.clone()))
         .with_graceful_shutdown(crate::shutdown_signal())
         .await;
     for task in tasks {
         task.abort();
     }
+    demo.knobs().restore_brokers();
     let errors = pipeline.shutdown().await;
     let _ = sink.shutdown().await;
     served.context("serving the page")?;
@@ -136,15 +143,16 @@ fn telemetry(args: &DemoArgs, endpoint: String) -> anyhow::Result<tb_telemetry::
     guard.context("setting up telemetry")
 }
 
-/// The seed pipeline at `--time-scale`, on a task queue of its own and free ports.
-fn pipeline_config(args: &DemoArgs) -> PipelineConfig {
+/// The seed pipeline at `--time-scale`, on a task queue of its own and free ports, reaching
+/// RabbitMQ at `amqp_url`.
+fn pipeline_config(args: &DemoArgs, amqp_url: String) -> PipelineConfig {
     let kafka = match &args.kafka_brokers {
         Some(b) => tb_pipeline::KafkaChoice::External(b.clone()),
         None => tb_pipeline::KafkaChoice::Embedded,
     };
-    let queue = format!("scan.tasks.demo-{:08x}", rand::random::<u32>());
+    let queue = tb_messaging::amqp::scoped_queue(tb_messaging::amqp::SCAN_TASKS, "demo");
     let mut config = PipelineConfig::seed(args.time_scale);
-    config.wiring = Wiring::ephemeral(args.amqp_url.clone(), kafka, queue);
+    config.wiring = Wiring::ephemeral(amqp_url, kafka, queue);
     config
 }
 

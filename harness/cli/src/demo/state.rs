@@ -2,7 +2,7 @@
 //! latencies, the spans waiting to be judged and the recent verdicts.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -35,6 +35,12 @@ pub(crate) struct Knobs {
     strip_kafka: Arc<Strip>,
     vision: Arc<tb_mocks::Knobs>,
     llm: Arc<tb_mocks::Knobs>,
+    /// The fault proxy every RabbitMQ connection of the pipeline goes through.
+    rabbitmq: Option<Arc<tb_faults::Proxy>>,
+    rabbitmq_down: AtomicBool,
+    /// The embedded Kafka broker's controls (none with an external Kafka).
+    kafka: Option<tb_messaging::kafka::KafkaControl>,
+    kafka_down: AtomicBool,
 }
 
 impl Knobs {
@@ -46,6 +52,32 @@ impl Knobs {
             strip_kafka: config.worker.strip_kafka.clone(),
             vision: config.vision.knobs.clone(),
             llm: config.llm.knobs.clone(),
+            rabbitmq: None,
+            rabbitmq_down: AtomicBool::new(false),
+            kafka: None,
+            kafka_down: AtomicBool::new(false),
+        }
+    }
+
+    /// With the brokers' switches: the proxy in front of RabbitMQ, the embedded Kafka's
+    /// controls.
+    pub(crate) fn with_brokers(
+        mut self,
+        rabbitmq: Arc<tb_faults::Proxy>,
+        kafka: Option<tb_messaging::kafka::KafkaControl>,
+    ) -> Self {
+        self.rabbitmq = Some(rabbitmq);
+        self.kafka = kafka;
+        self
+    }
+
+    /// Brings both brokers back (before the pipeline stops, so that it stops quickly).
+    pub(crate) fn restore_brokers(&self) {
+        if let Some(proxy) = &self.rabbitmq {
+            proxy.set(tb_faults::Fault::None);
+        }
+        if let Some(kafka) = &self.kafka {
+            let _ = kafka.set_down(false);
         }
     }
 }
@@ -70,6 +102,10 @@ pub struct KnobsUpdate {
     pub llm_error_rate: Option<f64>,
     /// Factor on the LLM's latency.
     pub llm_latency_factor: Option<f64>,
+    /// RabbitMQ away (every connection reset) or back.
+    pub rabbitmq_down: Option<bool>,
+    /// The embedded Kafka broker down or back.
+    pub kafka_down: Option<bool>,
 }
 
 /// The switches as the page shows them.
@@ -83,6 +119,10 @@ struct KnobsView {
     vision_latency_factor: f64,
     llm_error_rate: f64,
     llm_latency_factor: f64,
+    rabbitmq_down: bool,
+    kafka_down: bool,
+    /// Whether `kafka_down` can be turned (the embedded broker runs here).
+    kafka_switchable: bool,
 }
 
 /// One judged scan.
@@ -155,8 +195,15 @@ struct Inner {
     e2e_ms: VecDeque<f64>,
     /// Complete scans waiting for their spans: the scan, when it completed, e2e ms.
     ready: VecDeque<(Scan, Instant, f64)>,
-    spans: VecDeque<(Instant, Span)>,
     recent: VecDeque<Judged>,
+}
+
+/// The spans of the last [`SPAN_KEEP`], oldest first, with when each arrived: read only by the
+/// judge, so judging borrows them instead of copying them out of [`Inner`].
+#[derive(Default)]
+struct Spans {
+    arrived: Vec<Instant>,
+    spans: Vec<Span>,
 }
 
 /// The demo's shared state.
@@ -167,6 +214,7 @@ pub(crate) struct Demo {
     started: Instant,
     template: Template,
     inner: Mutex<Inner>,
+    spans: Mutex<Spans>,
 }
 
 fn share(name: &str, value: Option<f64>) -> Result<Option<f64>, String> {
@@ -191,6 +239,7 @@ impl Demo {
             started: Instant::now(),
             template: Template::seed_pipeline(tb_verify::Relation::Child),
             inner: Mutex::default(),
+            spans: Mutex::default(),
         }
     }
 
@@ -245,6 +294,16 @@ impl Demo {
                 &self.knobs.llm,
             ),
         ];
+        if update.kafka_down.is_some() && self.knobs.kafka.is_none() {
+            return Err(
+                "kafka_down needs the embedded Kafka (the demo runs with --kafka-brokers)"
+                    .to_owned(),
+            );
+        }
+        if update.rabbitmq_down.is_some() && self.knobs.rabbitmq.is_none() {
+            return Err("rabbitmq_down needs the demo's proxy in front of RabbitMQ".to_owned());
+        }
+        self.turn_brokers(update)?;
         if let Some(r) = rate {
             self.rate.store(r.to_bits(), Ordering::Relaxed);
         }
@@ -264,6 +323,30 @@ impl Demo {
             }
         }
         Ok(())
+    }
+
+    fn turn_brokers(&self, update: &KnobsUpdate) -> Result<(), String> {
+        let k = &self.knobs;
+        if let (Some(down), Some(kafka)) = (update.kafka_down, &k.kafka) {
+            kafka
+                .set_down(down)
+                .map_err(|e| format!("kafka_down: {e}"))?;
+            k.kafka_down.store(down, Ordering::Relaxed);
+        }
+        if let (Some(down), Some(proxy)) = (update.rabbitmq_down, &k.rabbitmq) {
+            proxy.set(if down {
+                tb_faults::Fault::Down
+            } else {
+                tb_faults::Fault::None
+            });
+            k.rabbitmq_down.store(down, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// The switches, to bring the brokers back at the end.
+    pub(crate) fn knobs(&self) -> &Knobs {
+        &self.knobs
     }
 
     /// Whether so many scans are in flight that the next arrival is skipped.
@@ -354,16 +437,16 @@ impl Demo {
     /// forgets old spans and scans that never completed.
     pub(crate) fn judge(&self, arrived: Vec<Span>) {
         let now = Instant::now();
-        let (scans, spans) = {
+        let mut buffer = self.spans.lock().unwrap_or_else(PoisonError::into_inner);
+        let old = buffer.arrived.partition_point(|t| now - *t > SPAN_KEEP);
+        buffer.arrived.drain(..old);
+        buffer.spans.drain(..old);
+        buffer
+            .arrived
+            .extend(std::iter::repeat_n(now, arrived.len()));
+        buffer.spans.extend(arrived);
+        let scans = {
             let mut inner = self.lock();
-            inner.spans.extend(arrived.into_iter().map(|s| (now, s)));
-            while inner
-                .spans
-                .front()
-                .is_some_and(|(t, _)| now - *t > SPAN_KEEP)
-            {
-                inner.spans.pop_front();
-            }
             let lost_before = inner.in_flight.len();
             inner.in_flight.retain(|_, s| now - s.sent < GIVE_UP);
             inner.totals.lost += (lost_before - inner.in_flight.len()) as u64;
@@ -376,13 +459,13 @@ impl Demo {
             {
                 scans.extend(inner.ready.pop_front());
             }
-            if scans.is_empty() {
-                return;
-            }
-            let spans: Vec<Span> = inner.spans.iter().map(|(_, s)| s.clone()).collect();
-            (scans, spans)
+            scans
         };
-        let judged = self.verdicts(&scans, &spans);
+        if scans.is_empty() {
+            return;
+        }
+        let judged = self.verdicts(&scans, &buffer.spans);
+        drop(buffer);
         let mut inner = self.lock();
         for j in judged {
             inner.recent.push_front(j);
@@ -465,6 +548,9 @@ impl Demo {
                 vision_latency_factor: k.vision.latency_factor(),
                 llm_error_rate: k.llm.error_rate(),
                 llm_latency_factor: k.llm.latency_factor(),
+                rabbitmq_down: k.rabbitmq_down.load(Ordering::Relaxed),
+                kafka_down: k.kafka_down.load(Ordering::Relaxed),
+                kafka_switchable: k.kafka.is_some(),
             },
             totals: &inner.totals,
             accepted_per_s: a as f64 / 5.0,

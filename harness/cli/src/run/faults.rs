@@ -46,28 +46,38 @@ async fn through_if(
     if !schedule.iter().any(|f| f.fault.hop() == hop) {
         return Ok((url.to_owned(), None));
     }
-    let unusable =
-        |why: String| RunError::Faults(format!("a proxy in front of {}: {why}", hop.name()));
+    let (proxied, proxy) = proxied(url)
+        .await
+        .map_err(|why| RunError::Faults(format!("a proxy in front of {}: {why}", hop.name())))?;
+    Ok((proxied, Some(proxy)))
+}
+
+/// A fault proxy in front of the host and port `url` names, and `url` pointing at the proxy
+/// instead (user, path and query kept).
+///
+/// # Errors
+///
+/// Why not, in words: `url` is not a URL, its host does not resolve, or no loopback port can
+/// be bound.
+pub(crate) async fn proxied(url: &str) -> Result<(String, Arc<Proxy>), String> {
     let (scheme, rest) = url
         .split_once("://")
-        .ok_or_else(|| unusable(format!("{url:?} is not a URL")))?;
+        .ok_or_else(|| format!("{url:?} is not a URL"))?;
     let (user, rest) = rest.rsplit_once('@').map_or(("", rest), |(u, r)| (u, r));
     let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
     let upstream = tokio::net::lookup_host(authority)
         .await
         .ok()
         .and_then(|mut a| a.next())
-        .ok_or_else(|| unusable(format!("cannot resolve {authority:?}")))?;
-    let proxy = Proxy::start(upstream)
-        .await
-        .map_err(|e| unusable(e.to_string()))?;
+        .ok_or_else(|| format!("cannot resolve {authority:?}"))?;
+    let proxy = Proxy::start(upstream).await.map_err(|e| e.to_string())?;
     let user = if user.is_empty() {
         String::new()
     } else {
         format!("{user}@")
     };
     let proxied = format!("{scheme}://{user}{}{path}", proxy.addr());
-    Ok((proxied, Some(Arc::new(proxy))))
+    Ok((proxied, Arc::new(proxy)))
 }
 
 /// What the faults act through: the proxies in front of RabbitMQ and the collector, and the
