@@ -33,20 +33,27 @@ pub mod service;
 pub mod traffic;
 pub mod usage;
 
-/// Resolves when the process is asked to stop: Ctrl-C (SIGINT), or SIGTERM, which is how
-/// `docker stop` and `docker compose down` ask (a container's first process has no default
-/// action for it, so without a handler the stop waits out its grace period and kills).
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+/// A future that resolves when the process is asked to stop: Ctrl-C (SIGINT), or SIGTERM,
+/// which is how `docker stop` and `docker compose down` ask (a container's first process has
+/// no default action for it, so without a handler the stop waits out its grace period and
+/// kills). Both handlers are registered by this call, not at the first poll: call it before
+/// announcing that the process is up, so that a signal sent on seeing the announcement counts.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    async fn received(signal: Option<Signal>) {
+        match signal {
+            Some(mut s) => {
+                s.recv().await;
             }
+            None => std::future::pending().await,
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+    }
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    let terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        tokio::select! {
+            () = received(interrupt) => {}
+            () = received(terminate) => {}
         }
     }
 }

@@ -268,6 +268,7 @@ pub async fn serve(args: ServiceArgs) -> anyhow::Result<()> {
     let reporter = args
         .report_processed
         .then(|| tokio::spawn(report_processed(processed)));
+    let stop = crate::shutdown_signal();
     tracing::info!(
         services = ?services,
         scan_api = ?pipeline.scan_api,
@@ -275,7 +276,7 @@ pub async fn serve(args: ServiceArgs) -> anyhow::Result<()> {
         "tracebench services running; Ctrl-C (or SIGTERM) stops"
     );
     let failed = tokio::select! {
-        () = crate::shutdown_signal() => None,
+        () = stop => None,
         exit = pipeline.next_exit() => exit,
     };
     let errors = pipeline.shutdown().await;

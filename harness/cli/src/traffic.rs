@@ -3,7 +3,9 @@
 //!
 //! It is the run's generator ([`tb_load::drive`]) pointed at a URL, in rounds of `--every`, with
 //! a line of counts after each: nothing is followed end to end and no scan is remembered, so it
-//! can run for days in constant memory. It joins no consumer group, so it never takes records
+//! can run for days in constant memory. Within a round arrivals are open-loop; between rounds
+//! it waits for the round's last answers (at most the request timeout), so a scan-api that
+//! stops answering sees a pause, not a pile of requests. It joins no consumer group, so it never takes records
 //! from the pipeline it feeds. Measuring and verifying is `tracebench run`'s job.
 
 use std::sync::Arc;
@@ -49,7 +51,7 @@ pub enum ArrivalArg {
 }
 
 /// `--rate`: a finite number of scans per second above zero.
-pub(crate) fn rate(text: &str) -> Result<f64, String> {
+fn rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
         _ => Err(format!("`{text}` is not a rate above 0 (scans per second)")),
@@ -96,6 +98,7 @@ impl LoadArgs {
 /// None today: a refused or failed request is counted, never fatal, so that the feed outlives a
 /// restart of what it feeds.
 pub async fn load(args: LoadArgs) -> anyhow::Result<()> {
+    let stop = crate::shutdown_signal();
     println!(
         "tracebench load: {} scans/s ({:?}) into {}, a line every {}",
         args.rate,
@@ -103,7 +106,7 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<()> {
         args.url,
         humantime::format_duration(args.every)
     );
-    feed(&args, crate::shutdown_signal(), |line| println!("{line}")).await;
+    feed(&args, stop, |line| println!("{line}")).await;
     Ok(())
 }
 
@@ -191,7 +194,7 @@ fn counts(r: &Requests) -> String {
         r.ok,
         r.refused,
         r.timed_out,
-        r.failed - r.refused - r.timed_out,
+        r.failed.saturating_sub(r.refused + r.timed_out),
         r.skipped
     )
 }

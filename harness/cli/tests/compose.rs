@@ -593,7 +593,7 @@ fn loki_listens_where_the_collector_and_grafana_send_and_takes_otlp_metadata() {
     // default since 3.0, stated here so a downgrade cannot drop it silently).
     let limits = serde_norway::to_string(&loki.limits_config).expect("yaml");
     assert!(
-        !limits.contains("allow_structured_metadata: false"),
+        limits.contains("allow_structured_metadata: true"),
         "{limits}"
     );
 }

@@ -52,8 +52,8 @@ pub struct DemoArgs {
     /// Where the page is served (port 0: any free port, printed at start).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
-    /// Scans per second to start with (Poisson arrivals); the page changes it.
-    #[arg(long, default_value_t = 5.0, value_parser = crate::traffic::rate)]
+    /// Scans per second to start with (Poisson arrivals, 0.1–1000); the page changes it.
+    #[arg(long, default_value_t = 5.0, value_parser = state::rate)]
     pub rate: f64,
     /// Multiplies the seed's latencies: 0.05 makes its 5 s scan take about 250 ms.
     #[arg(long, default_value_t = 0.05)]
@@ -75,6 +75,11 @@ pub struct DemoArgs {
 ///
 /// Fails when the sink, the telemetry, the pipeline or the page's listener cannot start.
 pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    // The page's port first: when it is taken, nothing else has started.
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("binding the page to {}", args.addr))?;
+    let addr = listener.local_addr().context("the page's address")?;
     let sink = tb_traces::sink::start(SinkConfig::ephemeral())
         .await
         .context("starting the embedded trace sink")?;
@@ -83,6 +88,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         .await
         .map_err(|why| anyhow::anyhow!("a fault proxy in front of RabbitMQ: {why}"))?;
     let config = pipeline_config(&args, amqp_url);
+    let wiring = config.wiring.clone();
     let knobs = Knobs::of(&config);
     let mut pipeline = Pipeline::start(config)
         .await
@@ -97,19 +103,18 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         tokio::spawn(completions(demo.clone(), pipeline.take_processed())),
         tokio::spawn(judge(demo.clone(), sink.store().clone())),
     ];
-    let listener = tokio::net::TcpListener::bind(args.addr)
-        .await
-        .with_context(|| format!("binding the page to {}", args.addr))?;
-    let addr = listener.local_addr().context("the page's address")?;
+    let stop = crate::shutdown_signal();
     println!("tracebench demo: http://{addr}/ (Ctrl-C stops)");
     let served = axum::serve(listener, app(demo.clone()))
-        .with_graceful_shutdown(crate::shutdown_signal())
+        .with_graceful_shutdown(stop)
         .await;
     for task in tasks {
         task.abort();
     }
     demo.knobs().restore_brokers();
     let errors = pipeline.shutdown().await;
+    // The demo's queue is durable, like a run's: deleted, not left on the broker.
+    crate::run::delete_queue(&wiring).await;
     let _ = sink.shutdown().await;
     served.context("serving the page")?;
     if let Some((name, e)) = errors.first() {
@@ -156,27 +161,48 @@ fn pipeline_config(args: &DemoArgs, amqp_url: String) -> PipelineConfig {
     config
 }
 
+/// Requests in flight at most; an arrival beyond it is skipped (and counted), so a stalled
+/// scan-api holds a bounded number of sockets and tasks.
+const MAX_REQUESTS: usize = 256;
+
+/// The longest single wait: a rate turned up on the page takes effect within it.
+const MAX_WAIT: Duration = Duration::from_millis(250);
+
 /// Offers scans at the demo's current rate (Poisson arrivals), each sent on a task of its own.
 async fn feed(demo: Arc<Demo>, target: Arc<ScanTarget>) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let requests = Arc::new(tokio::sync::Semaphore::new(MAX_REQUESTS));
     let mut next = Instant::now();
-    for seq in 0u64.. {
+    let mut seq = 0u64;
+    loop {
         let u: f64 = rng.random();
-        next += Duration::from_secs_f64(-(1.0 - u).ln() / demo.rate());
-        // After a stall or a drop in rate, start afresh rather than fire a burst.
+        let gap = Duration::from_secs_f64(-(1.0 - u).ln() / demo.rate());
+        // Exponential gaps are memoryless: a wait cut at MAX_WAIT and drawn afresh at the
+        // (perhaps new) rate is the same process, and a new rate applies at once.
+        next += gap.min(MAX_WAIT);
+        // After a stall, start afresh rather than fire a burst.
         let now = Instant::now();
         if next + Duration::from_secs(1) < now {
             next = now;
         }
         tokio::time::sleep_until(next.into()).await;
+        if gap > MAX_WAIT {
+            continue;
+        }
+        let Ok(permit) = requests.clone().try_acquire_owned() else {
+            demo.skipped();
+            continue;
+        };
         if demo.saturated() {
             demo.skipped();
             continue;
         }
+        seq += 1;
         let (demo, target) = (demo.clone(), target.clone());
         tokio::spawn(async move {
             let sent = Instant::now();
             let result = target.post(seq).await;
+            drop(permit);
             demo.answered(result, sent);
         });
     }
@@ -188,7 +214,7 @@ async fn completions(
     mut processed: tokio::sync::mpsc::UnboundedReceiver<tb_consumers::Processed>,
 ) {
     while let Some(p) = processed.recv().await {
-        demo.processed(&p.task_id, p.at);
+        demo.processed(&p.task_id, p.consumer, p.at);
     }
 }
 
@@ -198,10 +224,9 @@ async fn judge(demo: Arc<Demo>, store: Arc<tb_traces::sink::TraceStore>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let arrived = store.take_all();
-        let demo = demo.clone();
-        // Judging is CPU work: off the async threads, one round at a time.
-        let _ = tokio::task::spawn_blocking(move || demo.judge(arrived)).await;
+        let (demo, store) = (demo.clone(), store.clone());
+        // Decoding and judging are CPU work: off the async threads, one round at a time.
+        let _ = tokio::task::spawn_blocking(move || demo.judge(store.take_all())).await;
     }
 }
 

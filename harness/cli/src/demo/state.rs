@@ -18,8 +18,10 @@ use crate::run::target::ScanError;
 const RECENT: usize = 40;
 /// End-to-end samples the percentiles are taken over.
 const SAMPLES: usize = 500;
-/// How long spans wait for the rest of their scan's unit.
-const SPAN_KEEP: Duration = Duration::from_secs(30);
+/// How long spans wait for the rest of their scan's unit: as long as a scan may take before it
+/// is given up, so that the first spans of a slow scan (the page can make one take minutes) are
+/// still there when its last arrive.
+const SPAN_KEEP: Duration = GIVE_UP.saturating_add(Duration::from_secs(5));
 /// How long after its completion a scan is judged: its last spans leave the batch processor
 /// within its 200 ms delay, and the sink has them a moment later.
 const SETTLE: Duration = Duration::from_millis(800);
@@ -180,9 +182,21 @@ pub(crate) struct StateView<'a> {
 struct InFlight {
     trace_id: Option<String>,
     sent: Instant,
-    /// The consumers done with it so far.
+    /// The consumers done with it so far, as [`consumer_bit`]s.
     consumers: u8,
 }
+
+/// The bit of `consumer` (one of the pipeline's two) in [`InFlight::consumers`].
+fn consumer_bit(consumer: &str) -> u8 {
+    if consumer == tb_consumers::CHARACTER {
+        1
+    } else {
+        2
+    }
+}
+
+/// Both consumers' bits: the scan is done.
+const BOTH: u8 = 3;
 
 #[derive(Default)]
 struct Inner {
@@ -215,6 +229,17 @@ pub(crate) struct Demo {
     template: Template,
     inner: Mutex<Inner>,
     spans: Mutex<Spans>,
+}
+
+/// The rates the demo offers, scans per second.
+const RATES: std::ops::RangeInclusive<f64> = 0.1..=1000.0;
+
+/// `--rate`: a rate in [`RATES`], as the page's switch takes it.
+pub(crate) fn rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if RATES.contains(&r) => Ok(r),
+        _ => Err(format!("`{text}` is not a rate in 0.1–1000 scans/s")),
+    }
 }
 
 fn share(name: &str, value: Option<f64>) -> Result<Option<f64>, String> {
@@ -255,7 +280,7 @@ impl Demo {
     /// Turns the switches `update` names; nothing changes when one of them is out of range.
     pub(crate) fn turn(&self, update: &KnobsUpdate) -> Result<(), String> {
         let rate = match update.rate {
-            Some(r) if !(0.1..=1000.0).contains(&r) => {
+            Some(r) if !RATES.contains(&r) => {
                 return Err(format!("rate must be in 0.1–1000 scans/s, got {r}"));
             }
             r => r,
@@ -392,7 +417,7 @@ impl Demo {
         };
         if let Some((consumers, at)) = inner.early.remove(&task_id) {
             scan.consumers = consumers;
-            if consumers >= 2 {
+            if consumers == BOTH {
                 self.complete(&mut inner, task_id, scan, at);
                 return;
             }
@@ -400,17 +425,19 @@ impl Demo {
         inner.in_flight.insert(task_id, scan);
     }
 
-    /// A consumer finished the scan `task_id` at `at`.
-    pub(crate) fn processed(&self, task_id: &str, at: Instant) {
+    /// `consumer` finished the scan `task_id` at `at`. A redelivery (after a broker came back)
+    /// may report the same consumer twice: the scan is done once each has reported.
+    pub(crate) fn processed(&self, task_id: &str, consumer: &str, at: Instant) {
+        let bit = consumer_bit(consumer);
         let mut inner = self.lock();
         let Some(scan) = inner.in_flight.get_mut(task_id) else {
             let early = inner.early.entry(task_id.to_owned()).or_insert((0, at));
-            early.0 += 1;
+            early.0 |= bit;
             early.1 = at;
             return;
         };
-        scan.consumers += 1;
-        if scan.consumers >= 2
+        scan.consumers |= bit;
+        if scan.consumers == BOTH
             && let Some((task_id, scan)) = inner.in_flight.remove_entry(task_id)
         {
             self.complete(&mut inner, task_id, scan, at);
@@ -588,12 +615,18 @@ mod tests {
         let d = demo();
         let sent = Instant::now();
         d.answered(Ok(("a".into(), Some("ta".into()))), sent);
-        d.processed("a", Instant::now());
-        assert_eq!(d.lock().totals.completed, 0, "one consumer is not the end");
-        d.processed("a", Instant::now());
+        let (character, my) = (tb_consumers::CHARACTER, tb_consumers::MY);
+        d.processed("a", character, Instant::now());
+        d.processed("a", character, Instant::now());
+        assert_eq!(
+            d.lock().totals.completed,
+            0,
+            "one consumer twice is not the end"
+        );
+        d.processed("a", my, Instant::now());
         // The consumers may finish before the 202 is read.
-        d.processed("b", Instant::now());
-        d.processed("b", Instant::now());
+        d.processed("b", my, Instant::now());
+        d.processed("b", character, Instant::now());
         d.answered(Ok(("b".into(), Some("tb".into()))), sent);
         d.answered(Err(ScanError::NoTaskId), sent);
         let inner = d.lock();

@@ -735,7 +735,7 @@ async fn drive(
 }
 
 /// Deletes the run's task queue (durable, so it would otherwise outlive the run).
-async fn delete_queue(wiring: &Wiring) {
+pub(crate) async fn delete_queue(wiring: &Wiring) {
     if let Ok(connection) = tb_messaging::amqp::connect(&wiring.amqp_url).await
         && let Ok(channel) = connection.create_channel().await
     {

@@ -26,8 +26,9 @@ async function main() {
     // Strip the Kafka headers: new traces come back broken, with the broken edges marked.
     await page.click("#strip-kafka");
     await page.waitForFunction(() => document.querySelector("#strip-kafka").checked);
-    const broken = await page.waitForSelector('#traces tr[data-verdict="broken"]', { timeout: 60000 });
-    await broken.click();
+    // The list is redrawn every second: click by selector, which finds the row afresh.
+    await page.waitForSelector('#traces tr[data-verdict="broken"]', { timeout: 60000 });
+    await page.click('#traces tr[data-verdict="broken"]');
     await page.waitForSelector('#waterfall .row[data-edge="broken"] .edge-broken', { timeout: 10000 });
     const problems = await page.textContent("#problems");
     if (!problems.includes("broken_edge")) throw new Error(`problems: ${problems}`);
