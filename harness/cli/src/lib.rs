@@ -57,3 +57,19 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
         }
     }
 }
+
+/// `path` opened for appending JSON log lines (created when missing), shared by the threads
+/// that log: `--log-file` of `tracebench service` and `tracebench demo`.
+///
+/// # Errors
+///
+/// When the file cannot be opened, naming it.
+pub(crate) fn append_log(path: &std::path::Path) -> anyhow::Result<std::sync::Arc<std::fs::File>> {
+    use anyhow::Context as _;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening the log file {}", path.display()))?;
+    Ok(std::sync::Arc::new(file))
+}

@@ -302,21 +302,11 @@ fn init_telemetry(
     telemetry: TelemetryConfig,
     log_file: Option<&Path>,
 ) -> anyhow::Result<TelemetryGuard> {
-    use tracing_subscriber::fmt::writer::MakeWriterExt as _;
-    let Some(path) = log_file else {
-        return if let [one] = services {
-            tb_telemetry::init(one, telemetry)
-        } else {
-            tb_telemetry::init_services(services, telemetry)
-        }
-        .context("setting up telemetry");
+    use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt as _};
+    let writer = match log_file {
+        None => BoxMakeWriter::new(std::io::stdout),
+        Some(path) => BoxMakeWriter::new(std::io::stdout.and(crate::append_log(path)?)),
     };
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("opening the log file {}", path.display()))?;
-    let writer = std::io::stdout.and(std::sync::Arc::new(file));
     if let [one] = services {
         tb_telemetry::init_with_writer(one, telemetry, writer)
     } else {

@@ -605,26 +605,7 @@ fn a_service_appends_its_json_logs_to_its_log_file_and_stops_on_sigterm() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let term = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(term.success());
-    let stopped = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("the child") {
-            break status;
-        }
-        assert!(
-            stopped.elapsed() < Duration::from_secs(20),
-            "SIGTERM did not stop the service"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(
-        status.success(),
-        "a stop on SIGTERM is a clean exit: {status}"
-    );
+    common::stop_with_sigterm(&mut child, Duration::from_secs(20));
     let text = std::fs::read_to_string(&log).expect("the log file");
     let mut lines = text.lines();
     assert_eq!(

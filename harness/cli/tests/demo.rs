@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod common;
+
 /// A `tracebench demo` child on a free port, stopped (SIGTERM) when dropped.
 struct Demo {
     child: Child,
@@ -40,23 +42,7 @@ impl Demo {
 
     /// Stops the demo as `docker stop` would and asserts a clean exit.
     fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .expect("kill")
-                .success()
-        );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("the demo") {
-                assert!(status.success(), "the demo stopped with {status}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "SIGTERM did not stop the demo");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        common::stop_with_sigterm(&mut self.child, Duration::from_secs(30));
     }
 }
 

@@ -25,7 +25,7 @@ impl Edge {
     /// receives nothing (CLIENT, PRODUCER, INTERNAL), for the unit's root (the front door),
     /// and for a span whose parent is not among them (its parent span was lost, not its
     /// context).
-    fn into(span: &Span, unit_trace: &str, ids: &HashSet<&str>) -> Option<Self> {
+    fn of(span: &Span, unit_trace: &str, ids: &HashSet<&str>) -> Option<Self> {
         if !matches!(span.kind, Kind::Server | Kind::Consumer) {
             return None;
         }
@@ -96,7 +96,7 @@ impl Waterfall {
                 start_ms: (s.start_ns - start) as f64 / 1e6,
                 duration_ms: s.duration_ns() as f64 / 1e6,
                 error: s.error,
-                edge: Edge::into(s, &v.trace_id, &ids),
+                edge: Edge::of(s, &v.trace_id, &ids),
                 critical: critical.contains(s.span_id.as_str()),
             });
             let mut kids = children

@@ -15,6 +15,8 @@ use tb_web::ApiError;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use tb_telemetry::fault::Share;
+
 use crate::faults::FaultsError;
 use crate::{Faults, LatencyError, LatencySampler, Outcome};
 
@@ -37,8 +39,8 @@ pub enum ConfigError {
 /// them by `Arc`, so whoever built the config can turn them after the mock started.
 #[derive(Debug)]
 pub struct Knobs {
-    /// Extra share of 500s, as `f64` bits.
-    error_rate: AtomicU64,
+    /// Extra share of 500s.
+    error_rate: Share,
     /// Latency factor, as `f64` bits.
     latency_factor: AtomicU64,
 }
@@ -46,7 +48,7 @@ pub struct Knobs {
 impl Default for Knobs {
     fn default() -> Self {
         Self {
-            error_rate: AtomicU64::new(0f64.to_bits()),
+            error_rate: Share::default(),
             latency_factor: AtomicU64::new(1f64.to_bits()),
         }
     }
@@ -61,17 +63,12 @@ impl PartialEq for Knobs {
 impl Knobs {
     /// The extra share of requests answered 500.
     pub fn error_rate(&self) -> f64 {
-        f64::from_bits(self.error_rate.load(Ordering::Relaxed))
+        self.error_rate.get()
     }
 
     /// Answers `rate` (clamped to 0–1; NaN is 0) of the requests 500 from now on.
     pub fn set_error_rate(&self, rate: f64) {
-        let rate = if rate.is_nan() {
-            0.0
-        } else {
-            rate.clamp(0.0, 1.0)
-        };
-        self.error_rate.store(rate.to_bits(), Ordering::Relaxed);
+        self.error_rate.set(rate);
     }
 
     /// The factor on every latency.

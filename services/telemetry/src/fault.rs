@@ -7,36 +7,60 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// A share in 0–1 that may be changed while other threads read it (a switch of the demo):
+/// clamped on the way in, NaN taken as 0.
+#[derive(Debug, Default)]
+pub struct Share(AtomicU64);
+
+impl Share {
+    /// A share of `value`.
+    pub fn new(value: f64) -> Self {
+        let share = Self::default();
+        share.set(value);
+        share
+    }
+
+    /// The share now.
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+
+    /// `value` from now on (clamped to 0–1; NaN is 0).
+    pub fn set(&self, value: f64) {
+        let value = if value.is_nan() {
+            0.0
+        } else {
+            value.clamp(0.0, 1.0)
+        };
+        self.0.store(value.to_bits(), Ordering::Relaxed);
+    }
+}
+
 /// Decides, message by message, whether to strip the trace headers. The share can be changed
 /// while messages flow ([`Strip::set`]: the demo's switches), so a hop holds it by `Arc`.
 #[derive(Debug, Default)]
 pub struct Strip {
-    /// The share, as `f64` bits.
-    ratio: AtomicU64,
+    ratio: Share,
     seen: AtomicU64,
 }
 
 impl Strip {
     /// Strips `ratio` (clamped to 0–1) of the messages.
     pub fn new(ratio: f64) -> Self {
-        let strip = Self::default();
-        strip.set(ratio);
-        strip
+        Self {
+            ratio: Share::new(ratio),
+            seen: AtomicU64::new(0),
+        }
     }
 
     /// Strips `ratio` (clamped to 0–1; NaN is 0) of the messages from now on.
     pub fn set(&self, ratio: f64) {
-        let ratio = if ratio.is_nan() {
-            0.0
-        } else {
-            ratio.clamp(0.0, 1.0)
-        };
-        self.ratio.store(ratio.to_bits(), Ordering::Relaxed);
+        self.ratio.set(ratio);
     }
 
     /// The share stripped.
     pub fn ratio(&self) -> f64 {
-        f64::from_bits(self.ratio.load(Ordering::Relaxed))
+        self.ratio.get()
     }
 
     /// Whether the next message goes without trace headers.

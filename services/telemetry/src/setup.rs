@@ -762,8 +762,7 @@ fn span_filter() -> Targets {
 /// Fails as [`tracer_provider`] does, on a log filter that does not parse, or when a global
 /// subscriber is already installed.
 pub fn init(service_name: &str, config: TelemetryConfig) -> Result<TelemetryGuard, InitError> {
-    let provider = tracer_provider(service_name, &config)?;
-    install(service_name, provider, config, std::io::stdout)
+    init_with_writer(service_name, config, std::io::stdout)
 }
 
 /// [`init`] with JSON log lines written to `writer` instead of stdout (stdout and a file, say).
@@ -793,8 +792,7 @@ pub fn init_services(
     services: &[&'static str],
     config: TelemetryConfig,
 ) -> Result<TelemetryGuard, InitError> {
-    let provider = multi_service_provider(services, &config)?;
-    install("tracebench", provider, config, std::io::stdout)
+    init_services_with_writer(services, config, std::io::stdout)
 }
 
 /// [`init_services`] with JSON log lines written to `writer` instead of stdout (a test's

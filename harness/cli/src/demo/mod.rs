@@ -136,12 +136,7 @@ fn telemetry(args: &DemoArgs, endpoint: String) -> anyhow::Result<tb_telemetry::
     };
     let guard = match &args.log_file {
         Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("opening the log file {}", path.display()))?;
-            tb_telemetry::init_services_with_writer(&SERVICES, config, Arc::new(file))
+            tb_telemetry::init_services_with_writer(&SERVICES, config, crate::append_log(path)?)
         }
         None => tb_telemetry::init_services_with_writer(&SERVICES, config, std::io::sink),
     };

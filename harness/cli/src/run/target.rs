@@ -54,7 +54,8 @@ pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const PROBE: u64 = u64::MAX;
 
 impl ScanTarget {
-    /// A target for the scan-api at `scan_api`, over at most `connections` pooled connections.
+    /// A target for the scan-api at `scan_api`, keeping up to `connections` idle connections
+    /// (a pool size, not a limit on requests in flight).
     pub(crate) fn new(scan_api: SocketAddr, connections: usize) -> Self {
         Self::at(format!("http://{scan_api}/scan"), connections, true)
     }

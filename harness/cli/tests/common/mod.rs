@@ -114,3 +114,28 @@ pub(crate) fn run_file(
             .expect("json");
     (stdout, result)
 }
+
+/// Asks `child` to stop as `docker stop` does (SIGTERM) and asserts that it exits cleanly
+/// within `within`.
+pub(crate) fn stop_with_sigterm(child: &mut std::process::Child, within: std::time::Duration) {
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(term.success());
+    let deadline = std::time::Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("the child") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGTERM did not stop it within {within:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(
+        status.success(),
+        "a stop on SIGTERM is a clean exit: {status}"
+    );
+}

@@ -379,6 +379,40 @@ struct Inner {
 }
 
 impl Inner {
+    /// Every span, trace by trace in first-arrival order, as the model sees them, read on
+    /// every core (a verdict over 200 k spans spent 0.67 s here on one).
+    fn decode_all(&self) -> Vec<model::Span> {
+        let stored: Vec<(&Origin, &Stored)> = self
+            .arrival
+            .iter()
+            .filter_map(|(key, seq)| self.traces.get(key).filter(|t| t.seq == *seq))
+            .flat_map(Trace::spans)
+            .collect();
+        let read = |chunk: &[(&Origin, &Stored)]| -> Vec<model::Span> {
+            chunk
+                .iter()
+                .map(|(origin, span)| wire::model_span(&span.bytes, &origin.resource.service))
+                .collect()
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        if threads == 1 || stored.len() < 4096 {
+            return read(&stored);
+        }
+        let chunk = stored.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = stored
+                .chunks(chunk)
+                .map(|c| scope.spawn(move || read(c)))
+                .collect();
+            let mut out = Vec::with_capacity(stored.len());
+            for part in parts {
+                // A reader that panicked would have panicked on one thread as well.
+                out.extend(part.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            }
+            out
+        })
+    }
+
     /// Drops the oldest trace. False when there is none.
     fn evict_oldest(&mut self) -> bool {
         while let Some((key, seq)) = self.arrival.pop_front() {
@@ -549,44 +583,15 @@ impl TraceStore {
     }
 
     /// Every span held, trace by trace in first-arrival order, as the model sees them: what a
-    /// verdict reads, under one lock instead of one per trace. The spans are read on every
-    /// core (a verdict over 200 k spans spent 0.67 s here on one).
+    /// verdict reads, under one lock instead of one per trace.
     pub fn all(&self) -> Vec<model::Span> {
-        let inner = self.lock();
-        let stored: Vec<(&Origin, &Stored)> = inner
-            .arrival
-            .iter()
-            .filter_map(|(key, seq)| inner.traces.get(key).filter(|t| t.seq == *seq))
-            .flat_map(Trace::spans)
-            .collect();
-        let read = |chunk: &[(&Origin, &Stored)]| -> Vec<model::Span> {
-            chunk
-                .iter()
-                .map(|(origin, span)| wire::model_span(&span.bytes, &origin.resource.service))
-                .collect()
-        };
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-        if threads == 1 || stored.len() < 4096 {
-            return read(&stored);
-        }
-        let chunk = stored.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let parts: Vec<_> = stored
-                .chunks(chunk)
-                .map(|c| scope.spawn(move || read(c)))
-                .collect();
-            let mut out = Vec::with_capacity(stored.len());
-            for part in parts {
-                // A reader that panicked would have panicked on one thread as well.
-                out.extend(part.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
-            }
-            out
-        })
+        self.lock().decode_all()
     }
 
     /// Every span held, as [`all`](Self::all) reads them, with the store emptied under the
     /// same lock: for a reader that judges what arrived since it last looked (`tracebench
-    /// demo`). The counters of what was received and evicted are kept.
+    /// demo`). The counters of what was received and evicted are kept; the spans are decoded
+    /// after the lock is released.
     pub fn take_all(&self) -> Vec<model::Span> {
         let taken = {
             let mut inner = self.lock();
@@ -606,13 +611,7 @@ impl TraceStore {
                 },
             )
         };
-        taken
-            .arrival
-            .iter()
-            .filter_map(|(key, seq)| taken.traces.get(key).filter(|t| t.seq == *seq))
-            .flat_map(Trace::spans)
-            .map(|(origin, span)| wire::model_span(&span.bytes, &origin.resource.service))
-            .collect()
+        taken.decode_all()
     }
 
     /// The ids (lowercase hex) of the traces held, oldest first.
