@@ -25,6 +25,7 @@ pub mod cli;
 pub mod compare;
 pub mod demo;
 pub mod infra;
+pub mod machine;
 pub mod overhead;
 pub mod report;
 pub mod run;

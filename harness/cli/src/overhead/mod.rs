@@ -89,6 +89,7 @@ pub async fn run(
 ) -> Result<OverheadResult, OverheadError> {
     let plan = &scenario.overhead;
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let machine = crate::machine::calibrated().await;
     let text = std::fs::read_to_string(&options.file).map_err(io(&options.file))?;
     let arm_files = plan
         .arms
@@ -138,6 +139,7 @@ pub async fn run(
     }
     let header = Header {
         started_at,
+        machine,
         rate,
         off_saturation,
         order,
@@ -400,6 +402,7 @@ fn repeat_result(m: &Measured, otlp_bytes: u64) -> RepeatResult {
 /// What the result says besides the arms.
 struct Header {
     started_at: String,
+    machine: Machine,
     rate: f64,
     off_saturation: Option<f64>,
     order: Vec<String>,
@@ -429,7 +432,7 @@ fn summarise(
         scenario: scenario.name.clone(),
         seed: scenario.seed,
         started_at: header.started_at,
-        machine: machine(),
+        machine: header.machine,
         rate_rps: header.rate,
         off_saturation_rps: header.off_saturation,
         warmup_s: scenario.warmup.as_secs_f64(),
@@ -578,23 +581,6 @@ fn self_tests(arms: &[Arm], results: &[ArmResult]) -> Vec<SelfTest> {
             })
         })
         .collect()
-}
-
-/// This machine, as the result records it.
-fn machine() -> Machine {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    Machine {
-        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        cpu_model: cpuinfo
-            .lines()
-            .find_map(|l| l.strip_prefix("model name"))
-            .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_owned())
-            .unwrap_or_default(),
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_default(),
-        tracebench: env!("CARGO_PKG_VERSION").to_owned(),
-    }
 }
 
 /// `tracebench sink` as a process of its own: the spans' receiver, whose CPU is not the system
@@ -788,6 +774,7 @@ mod tests {
             repeats,
             Header {
                 started_at: String::new(),
+                machine: Machine::default(),
                 rate: 10.0,
                 off_saturation: None,
                 order: Vec::new(),

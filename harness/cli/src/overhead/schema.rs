@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::machine::Machine;
+
 use super::stats::Spread;
 
 /// The version of this schema; bumped on any incompatible change.
@@ -46,19 +48,6 @@ pub struct OverheadResult {
     pub per_hop_us: Option<PerHop>,
     /// Each arm with a synthetic span cost against its twin without: the cost found again.
     pub self_test: Vec<SelfTest>,
-}
-
-/// What the run ran on.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Machine {
-    /// CPUs this process may use.
-    pub cpus: usize,
-    /// `model name` from `/proc/cpuinfo`.
-    pub cpu_model: String,
-    /// The kernel (`/proc/sys/kernel/osrelease`).
-    pub kernel: String,
-    /// tracebench's version.
-    pub tracebench: String,
 }
 
 /// One arm: its repeats and their statistics.

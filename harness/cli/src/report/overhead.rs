@@ -211,12 +211,16 @@ pub fn overhead_html(result: &OverheadResult) -> Result<String, DrawError> {
     );
     let _ = write!(
         page,
-        "<p>{} arms at {:.0} scans/s on {} ({} CPUs, kernel {}), tracebench {}, started {}.</p>",
+        "<p>{} arms at {:.0} scans/s on {} ({} CPUs, kernel {}{}), tracebench {}, started {}.</p>",
         result.arms.len(),
         result.rate_rps,
         xml_escape(&result.machine.cpu_model),
         result.machine.cpus,
         xml_escape(&result.machine.kernel),
+        result
+            .machine
+            .wake_round_trip_us
+            .map_or_else(String::new, |us| format!(", wake-up round trip {us:.1} µs")),
         xml_escape(&result.machine.tracebench),
         xml_escape(&result.started_at),
     );

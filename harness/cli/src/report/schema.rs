@@ -7,6 +7,7 @@ use tb_telemetry::SpanCounts;
 use tb_verify::{Attribution, TraceSummary, Waterfall};
 
 use crate::infra::InfraReport;
+use crate::machine::Machine;
 
 /// Version of the `result.json` schema (see `scenarios/README.md`).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -207,6 +208,9 @@ pub struct RunResult {
     pub duration_s: f64,
     /// What infrastructure was used.
     pub infra: InfraReport,
+    /// What it ran on, with the wake-up round trip measured before the services started.
+    #[serde(default)]
+    pub machine: Machine,
     /// Request counters of the measured window.
     pub requests: Requests,
     /// Scans followed end to end.

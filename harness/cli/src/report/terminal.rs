@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use tb_verify::Attribution;
 
 use super::schema::{CapacitySection, ProcessUsage, RunResult, TracesSection};
+use crate::machine::Machine;
 
 /// The terminal summary.
 pub fn summary(r: &RunResult) -> String {
@@ -56,7 +57,7 @@ pub fn summary(r: &RunResult) -> String {
         processes(&mut s, &r.processes);
     }
     if let Some(c) = &r.capacity {
-        capacity(&mut s, c);
+        capacity(&mut s, c, &r.machine);
     }
     if let Some(t) = &r.traces {
         traces(&mut s, t, r.verification_ms);
@@ -122,7 +123,8 @@ fn processes(s: &mut String, processes: &[ProcessUsage]) {
 }
 
 /// The saturation search: every step, then the capacity found.
-fn capacity(s: &mut String, c: &CapacitySection) {
+/// The machine goes beside the capacity: what a thread hand-off costs there sets most of it.
+fn capacity(s: &mut String, c: &CapacitySection, machine: &Machine) {
     let _ = writeln!(
         s,
         "\nsearch (e2e p99 ≤ {} ms)   offered/s  served/s   p99 ms   lost  skipped  failed",
@@ -143,7 +145,7 @@ fn capacity(s: &mut String, c: &CapacitySection) {
     }
     match c.max_rate {
         Some(rate) => {
-            let _ = writeln!(s, "capacity  {rate:.0} scans/s");
+            let _ = writeln!(s, "capacity  {rate:.0} scans/s on {}", machine.summary());
         }
         None => {
             let _ = writeln!(s, "capacity  none: the first rate did not hold");

@@ -39,6 +39,7 @@ pub use traces::SpanSource;
 
 use crate::children::{Children, ChildrenError};
 use crate::infra::{InfraError, Provisioned};
+use crate::machine::Machine;
 use crate::report::{
     CapacitySection, LatencySection, ProcessUsage, RunResult, SCHEMA_VERSION, SpanSummary,
     TracesSection, Verdict,
@@ -194,6 +195,7 @@ pub async fn run(
             .map_or(scenario.duration, |s| s.hold)
             .as_secs_f64(),
         infra: infra.report.clone(),
+        machine: session.machine,
         requests: load.requests,
         scans: load.followed,
         target_rps: load.target_rps,
@@ -295,6 +297,7 @@ struct Session {
     target: Arc<ScanTarget>,
     /// The fault proxy in front of RabbitMQ, when the fault schedule needs one.
     proxy: Option<Arc<tb_faults::Proxy>>,
+    machine: Machine,
 }
 
 /// Starts the scenario's services on a task queue of their own (so a run never takes tasks
@@ -304,6 +307,8 @@ async fn open(
     infra: &Provisioned,
     options: &RunOptions,
 ) -> Result<Session, RunError> {
+    // Measured before anything of the run's own competes for the CPUs.
+    let machine = crate::machine::calibrated().await;
     let queue = tb_messaging::amqp::scoped_queue(tb_messaging::amqp::SCAN_TASKS, "run");
     let (amqp_url, proxy) = faults::rabbitmq(&scenario.faults, &infra.amqp_url).await?;
     let wiring = Wiring::ephemeral(amqp_url, infra.kafka.clone(), queue);
@@ -319,6 +324,7 @@ async fn open(
         feed,
         target,
         proxy,
+        machine,
     })
 }
 
