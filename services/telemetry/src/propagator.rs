@@ -42,34 +42,54 @@ struct Counters {
     baggage: AtomicU64,
 }
 
-/// What an extracted `traceparent` and `tracestate` said that OpenTelemetry's span context does
-/// not carry to the next hop. It rides in the [`Context`], so every span started under the
-/// extracted parent (the SDK builds a child's context from its parent's) finds it at injection.
+/// What the next hop must inherit about a trace that OpenTelemetry's span context does not
+/// carry. It rides in the [`Context`], so every span started under it (the SDK builds a child's
+/// context from its parent's) finds it at injection.
 ///
-/// - The `random` flag: the SDK gives a span it drops the flags `00` and a new root `01`, so
-///   without this a not-sampled `-02` would leave as `-00`, and a continued trace whose random
-///   flag was unset could not be told from one started here.
+/// - The `random` flag. The SDK starts a sampled child with its parent's flags (the bit
+///   survives), but gives a span it drops `00` and a new root `01`. So a note is needed for a
+///   parent that arrived random and not sampled (`-02`: its children are dropped, under the
+///   parent-based sampler `init` always installs), and for a trace started here
+///   ([`started_here`]; its id is random, so the flag "SHOULD be set"). Every other parent's
+///   bit survives in the SDK's own flags: `-01` and `-03` in a sampled child's, `-00` in a
+///   dropped child's `00`.
 /// - The whole `tracestate`, when the SDK's `TraceState` cannot hold some of its Level 2 keys.
 #[derive(Debug)]
 struct Inherited {
+    /// The trace this note is about; `TraceId::INVALID` for [`started_here`]'s note, which is
+    /// about whatever root the SDK starts under it.
     trace_id: TraceId,
     random: bool,
     tracestate: Option<String>,
 }
 
 impl Inherited {
-    /// Whether `cx` needs this note. Without one, [`outgoing_flags`] sets the random flag for
-    /// the trace's spans (as for a trace started here) and the SDK's `TraceState` goes out as
-    /// it is, which is right when the flag arrived set and the SDK held the whole tracestate,
-    /// unless an older note about the same trace in `cx` says otherwise. So only the other
-    /// cases pay for a context entry.
-    fn needed(&self, cx: &Context) -> bool {
-        !self.random
-            || self.tracestate.is_some()
-            || cx
-                .get::<Self>()
-                .is_some_and(|older| older.trace_id == self.trace_id)
+    /// Whether the context extracted onto `cx` needs this note: when the SDK's own flags will
+    /// not carry the random bit (a parent that is random and not sampled), when the SDK's
+    /// `TraceState` could not hold the whole header, or when `cx` holds an older note, which
+    /// would otherwise speak for this trace. So a `-01` or `-03` parent, what nearly every hop
+    /// carries, costs no context entry.
+    fn needed(&self, sampled: bool, cx: &Context) -> bool {
+        (self.random && !sampled) || self.tracestate.is_some() || cx.get::<Self>().is_some()
     }
+
+    /// Whether this note speaks for spans of `trace_id`.
+    fn covers(&self, trace_id: TraceId) -> bool {
+        self.trace_id == trace_id || self.trace_id == TraceId::INVALID
+    }
+}
+
+/// `cx` with the note "a trace started here": a root the SDK starts under it (there is no valid
+/// span in it) draws its trace id at random, so the spans of that trace send the `random` flag,
+/// sampled or not. The span helpers ([`crate::spans`]) start their roots under it; a root
+/// started without it sends the flags the SDK gave it (`01` or `00`), which never claims
+/// randomness it did not note.
+pub fn started_here(cx: &Context) -> Context {
+    cx.with_value(Inherited {
+        trace_id: TraceId::INVALID,
+        random: true,
+        tracestate: None,
+    })
 }
 
 /// The propagator `init` installs globally. Clones share their counters.
@@ -173,33 +193,27 @@ impl W3cPropagator {
             random: parent.flags.to_u8() & w3c::RANDOM != 0,
             tracestate: state.header,
         };
-        let sc = SpanContext::new(
-            parent.trace_id,
-            parent.parent_id,
-            parent.flags,
-            true,
-            state.state,
-        );
+        // Only the flags this version knows: the SDK starts a child with its parent's flags and
+        // exports them, so an unknown bit would otherwise reach the backend.
+        let flags = TraceFlags::new(parent.flags.to_u8() & (w3c::SAMPLED | w3c::RANDOM));
+        let sc = SpanContext::new(parent.trace_id, parent.parent_id, flags, true, state.state);
         Some((sc, inherited))
     }
 }
 
 /// The flags to send for `sc`: its `sampled` bit, and the `random` bit by Level 2's rules.
 ///
-/// - A trace continued from an extracted parent keeps that parent's `random` bit, set or unset
-///   ("it MUST also be set / unset in all outgoing traceparent headers which use the same
-///   trace-id"); `inherited` is what was noted of it, if anything.
-/// - A remote context that did not come through this propagator keeps its own flags.
-/// - A trace this process started has the bit set: the SDK's `RandomIdGenerator` draws all 16
-///   bytes at random, and then the flag "SHOULD be set".
+/// - What `inherited` noted, when there is a note for the trace: a continued trace keeps its
+///   parent's bit ("it MUST also be set / unset in all outgoing traceparent headers which use
+///   the same trace-id"), and a trace started here has it set.
+/// - Otherwise the span's own bit: the SDK carried it from the extracted parent into every
+///   sampled descendant, a dropped span has `00` only when its parent's bit was unset (a set
+///   one was noted), and a remote context that did not come through this propagator keeps its
+///   own flags.
 fn outgoing_flags(inherited: Option<&Inherited>, sc: &SpanContext) -> TraceFlags {
-    let sampled = sc.trace_flags().to_u8() & w3c::SAMPLED;
-    let random = match inherited {
-        Some(inherited) => inherited.random,
-        None if sc.is_remote() => sc.trace_flags().to_u8() & w3c::RANDOM != 0,
-        None => true,
-    };
-    TraceFlags::new(sampled | if random { w3c::RANDOM } else { 0 })
+    let own = sc.trace_flags().to_u8();
+    let random = inherited.map_or(own & w3c::RANDOM != 0, |inherited| inherited.random);
+    TraceFlags::new((own & w3c::SAMPLED) | if random { w3c::RANDOM } else { 0 })
 }
 
 impl TextMapPropagator for W3cPropagator {
@@ -209,7 +223,7 @@ impl TextMapPropagator for W3cPropagator {
         if sc.is_valid() {
             let inherited = cx
                 .get::<Inherited>()
-                .filter(|inherited| inherited.trace_id == sc.trace_id());
+                .filter(|inherited| inherited.covers(sc.trace_id()));
             let flags = outgoing_flags(inherited, sc);
             let tp = w3c::TraceParent::new(sc.trace_id(), sc.span_id(), flags);
             injector.set(TRACEPARENT, tp.format().as_str().to_owned());
@@ -233,7 +247,7 @@ impl TextMapPropagator for W3cPropagator {
 
     fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
         let mut out = match self.extract_parent(extractor) {
-            Some((sc, inherited)) if inherited.needed(cx) => {
+            Some((sc, inherited)) if inherited.needed(sc.is_sampled(), cx) => {
                 cx.with_value(inherited).with_remote_span_context(sc)
             }
             Some((sc, _)) => cx.with_remote_span_context(sc),
@@ -425,6 +439,76 @@ mod tests {
             "a foreign remote keeps its flags"
         );
         assert!(!out.contains_key(TRACESTATE));
+    }
+
+    #[test]
+    fn only_a_random_unsampled_parent_or_a_tracestate_the_sdk_refuses_costs_a_note() {
+        let p = W3cPropagator::new();
+        let id = "00-12345678901234567890123456789012-1234567890123456";
+        for (flags, noted) in [("00", false), ("01", false), ("02", true), ("03", false)] {
+            let cx = extract(&p, &[(TRACEPARENT, &*format!("{id}-{flags}").leak())]);
+            assert_eq!(cx.get::<Inherited>().is_some(), noted, "-{flags}");
+        }
+        let cx = extract(&p, &[(TRACEPARENT, TP), (TRACESTATE, "foo@@bar=1")]);
+        assert!(
+            cx.get::<Inherited>().is_some(),
+            "a Level 2 key the SDK refuses"
+        );
+        let cx = extract(&p, &[(TRACEPARENT, TP), (TRACESTATE, "foo=1")]);
+        assert!(cx.get::<Inherited>().is_none(), "a key the SDK holds");
+    }
+
+    #[test]
+    fn unknown_flags_never_reach_the_span_context() {
+        // The SDK starts children with their parent's flags and exports them.
+        let p = W3cPropagator::new();
+        let cx = extract(
+            &p,
+            &[(
+                TRACEPARENT,
+                "00-12345678901234567890123456789012-1234567890123456-0b",
+            )],
+        );
+        assert_eq!(
+            cx.span().span_context().trace_flags(),
+            TraceFlags::new(0x03)
+        );
+    }
+
+    #[test]
+    fn a_trace_started_here_sends_the_random_flag_sampled_or_not() {
+        let p = W3cPropagator::new();
+        for (sdk_flags, sent) in [(TraceFlags::SAMPLED, "03"), (TraceFlags::default(), "02")] {
+            // A root as the SDK makes it: flags 01 or 00, whatever its id.
+            let root = SpanContext::new(
+                TraceId::from(7u128),
+                SpanId::from(9u64),
+                sdk_flags,
+                false,
+                TraceState::NONE,
+            );
+            let mut out = HashMap::new();
+            let cx = started_here(&Context::new()).with_remote_span_context(root.clone());
+            p.inject_context(&cx, &mut out);
+            assert!(out[TRACEPARENT].ends_with(sent), "{}", out[TRACEPARENT]);
+            // Without the note, the SDK's flags go out: no claim of randomness.
+            let mut out = HashMap::new();
+            p.inject_context(&Context::new().with_remote_span_context(root), &mut out);
+            assert!(out[TRACEPARENT].ends_with(&format!("{:02x}", sdk_flags.to_u8())));
+        }
+    }
+
+    #[test]
+    fn a_parent_extracted_under_a_started_here_note_speaks_for_its_own_trace() {
+        let p = W3cPropagator::new();
+        let parent = "00-12345678901234567890123456789012-1234567890123456-01";
+        let cx = p.extract_with_context(
+            &started_here(&Context::new()),
+            &Multi(vec![(TRACEPARENT, parent)]),
+        );
+        let mut out = HashMap::new();
+        p.inject_context(&cx, &mut out);
+        assert_eq!(out[TRACEPARENT], parent);
     }
 
     #[test]

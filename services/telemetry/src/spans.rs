@@ -81,8 +81,15 @@ impl std::str::FromStr for ConsumerRelation {
     }
 }
 
-/// Sets `cx` as the span's parent. Must happen before the span is first entered.
+/// Sets `cx` as the span's parent. Must happen before the span is first entered. Without a
+/// valid span in `cx` the span is a root, and a trace started here: its spans send the `random`
+/// flag ([`crate::propagator::started_here`]).
 fn set_remote_parent(span: &Span, cx: Context) {
+    let cx = if cx.span().span_context().is_valid() {
+        cx
+    } else {
+        crate::propagator::started_here(&cx)
+    };
     // The only failures are "no OpenTelemetry layer" (tracing is off) and "already started",
     // which these helpers rule out by calling it right after creating the span.
     let _ = span.set_parent(cx);
@@ -256,6 +263,8 @@ pub fn consumer(
         ConsumerRelation::Child => set_remote_parent(&span, remote),
         ConsumerRelation::Link => {
             let producer = remote.span().span_context().clone();
+            // A trace of its own, started here.
+            set_remote_parent(&span, Context::new());
             // `add_link` ignores an invalid context, so a message without headers simply gets
             // a root span with no link.
             span.add_link(producer);

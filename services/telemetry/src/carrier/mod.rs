@@ -39,7 +39,8 @@ pub(crate) mod level2 {
     const ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
     /// One hop: extract `headers`, start a span under them with `root` as the sampler for new
-    /// traces (parents decide for continued ones), inject the span's context.
+    /// traces (parents decide for continued ones), inject the span's context. As the span
+    /// helpers do, a root starts under [`crate::propagator::started_here`].
     fn hop(
         carrier: &Carrier<'_>,
         root: Sampler,
@@ -49,7 +50,10 @@ pub(crate) mod level2 {
             .with_sampler(Sampler::ParentBased(Box::new(root)))
             .build();
         let p = W3cPropagator::new();
-        let cx = (carrier.extract)(&p, headers);
+        let mut cx = (carrier.extract)(&p, headers);
+        if !cx.span().span_context().is_valid() {
+            cx = crate::propagator::started_here(&cx);
+        }
         let span = provider.tracer("level2").start_with_context("hop", &cx);
         let (traceparent, tracestate) = (carrier.inject)(&p, &cx.with_span(span));
         let traceparent = traceparent.expect("a traceparent is always injected");
