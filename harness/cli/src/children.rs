@@ -284,15 +284,22 @@ impl Children {
             KafkaChoice::External(b) => (None, b.clone()),
         };
         let scan_api = free_port("scan-api")?;
-        let vision = free_port("vision-api")?;
-        let llm = free_port("llm-api")?;
+        // An API the worker reaches through a fault proxy keeps the port the proxy targets.
+        let vision = match wiring.vision_via {
+            Some(_) => wiring.vision_addr,
+            None => free_port("vision-api")?,
+        };
+        let llm = match wiring.llm_via {
+            Some(_) => wiring.llm_addr,
+            None => free_port("llm-api")?,
+        };
         let wiring = Wiring {
             kafka: KafkaChoice::External(brokers),
             scan_api_addr: scan_api,
             vision_addr: vision,
             llm_addr: llm,
-            vision_url: format!("http://{vision}"),
-            llm_url: format!("http://{llm}"),
+            vision_url: (wiring.vision_via.clone()).unwrap_or(format!("http://{vision}")),
+            llm_url: (wiring.llm_via.clone()).unwrap_or(format!("http://{llm}")),
             ..wiring.clone()
         };
         let (tx, processed) = mpsc::unbounded_channel();

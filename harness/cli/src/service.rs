@@ -162,6 +162,8 @@ impl ServiceArgs {
             llm_addr: self.llm_addr,
             vision_url: self.vision_url.clone(),
             llm_url: self.llm_url.clone(),
+            vision_via: None,
+            llm_via: None,
         }
     }
 
@@ -344,6 +346,8 @@ mod tests {
             llm_addr: SocketAddr::from(([127, 0, 0, 1], 18002)),
             vision_url: "http://127.0.0.1:18001".to_owned(),
             llm_url: "http://127.0.0.1:18002".to_owned(),
+            vision_via: None,
+            llm_via: None,
         };
         let line = command_line(
             "worker",

@@ -38,6 +38,7 @@ fn check_accepts_the_shipped_scenarios() {
         "overhead-self-test",
         "outage-rabbitmq",
         "outage-kafka",
+        "api-faults",
         "collector-down",
         "worker-crash",
         "soak",
@@ -137,6 +138,32 @@ fn a_rabbitmq_outage_mid_run_is_refused_meanwhile_and_loses_no_accepted_scan() {
         "{}",
         result["traces"]
     );
+}
+
+#[test]
+fn faults_on_the_api_hops_are_retried_in_the_same_trace_and_lose_no_scan() {
+    let dir = scratch("api-faults");
+    let result = run_scenario_with("api-faults", &dir, &[], &[], 0);
+    assert_eq!(result["passed"], true, "{result}");
+    let played: Vec<&str> = result["faults"]
+        .as_array()
+        .expect("faults")
+        .iter()
+        .filter_map(|f| f["fault"].as_str())
+        .collect();
+    assert_eq!(played, ["outage vision", "latency llm 300ms"], "{result}");
+    assert_all_served_none_broken(&result);
+    // The outage reached the worker (it retried), and the latency the end-to-end time (a
+    // scan's LLM call waits twice: request and answer).
+    let log = std::fs::read_to_string(dir.join("services.log")).expect("services.log");
+    assert!(
+        log.contains("attempt failed; retrying"),
+        "no retry in the log"
+    );
+    let slowest = result["latency"]["end_to_end"]["uncorrected"]["max"]
+        .as_f64()
+        .expect("max");
+    assert!(slowest >= 600.0, "e2e max {slowest} ms");
 }
 
 /// Every request served, every accepted scan completed, and no edge broken.

@@ -616,6 +616,13 @@ fn hang<'a>(
     Edges { children, broken }
 }
 
+/// Whether `client` recorded an error without an answer: a transport failure or a timeout, as
+/// the HTTP client conventions have it (`error.type` set, no `http.response.status_code`).
+fn failed_in_transport(client: &Span) -> bool {
+    client.attributes.contains_key("error.type")
+        && !client.attributes.contains_key("http.response.status_code")
+}
+
 /// Every present span has the children the template gives it, unless the edge to them broke.
 fn count_children(
     template: &Template,
@@ -636,7 +643,10 @@ fn count_children(
                 .copied()
                 .unwrap_or(0);
             if n < count.min && !edges.broken.contains(&c) {
-                if e.kind == Kind::Server {
+                if e.kind == Kind::Server && failed_in_transport(s) {
+                    // The call may never have reached a server (refused, reset, timed out):
+                    // no server span is owed, and none missing says anything of propagation.
+                } else if e.kind == Kind::Server {
                     // An HTTP server that lost the context roots a trace no message id leads
                     // to: the client span is here, its server child is not.
                     problems.push(Problem::MissingServer(format!(
@@ -985,6 +995,38 @@ mod tests {
                 .get("worker/call_vision_api → vision-api/POST /v1/analyze"),
             Some(&1)
         );
+    }
+
+    #[test]
+    fn a_call_that_failed_in_transport_owes_no_server_span() {
+        // The Vision API was down: the client span recorded the error, got no status, and no
+        // server span exists anywhere. That is an outage, not broken propagation.
+        let mut spans = scan(1);
+        let server = spans
+            .iter()
+            .position(|s| s.name == "POST /v1/analyze")
+            .expect("server");
+        spans.remove(server);
+        let client = spans
+            .iter_mut()
+            .find(|s| s.name == "call_vision_api")
+            .expect("client");
+        client.error = true;
+        client
+            .attributes
+            .insert("error.type".to_owned(), "transport".to_owned());
+        let (summary, problems) = verdict(&spans);
+        assert_eq!(problems, [], "{:?}", summary.broken_edges);
+        // Answered, the same call owes its server: the edge is broken.
+        let client = spans
+            .iter_mut()
+            .find(|s| s.name == "call_vision_api")
+            .expect("client");
+        client
+            .attributes
+            .insert("http.response.status_code".to_owned(), "500".to_owned());
+        let (_, problems) = verdict(&spans);
+        assert_eq!(problems.len(), 1, "{problems:?}");
     }
 
     #[test]

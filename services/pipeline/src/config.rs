@@ -72,6 +72,11 @@ pub struct Wiring {
     pub vision_url: String,
     /// LLM API base URL for a worker whose LLM mock runs elsewhere.
     pub llm_url: String,
+    /// A URL the worker calls the Vision API at even when the mock runs beside it: a fault
+    /// proxy in front of the mock's `vision_addr`, which must then be a fixed port.
+    pub vision_via: Option<String>,
+    /// As `vision_via`, for the LLM API.
+    pub llm_via: Option<String>,
 }
 
 /// The local demo's addresses, as `tracebench service`'s flags default to them.
@@ -104,6 +109,8 @@ impl Wiring {
             llm_addr: addr(local::LLM_ADDR),
             vision_url: local::VISION_URL.to_owned(),
             llm_url: local::LLM_URL.to_owned(),
+            vision_via: None,
+            llm_via: None,
         }
     }
 

@@ -201,8 +201,12 @@ impl Pipeline {
 
         // The worker finds the APIs where the wiring says, or where the mocks bound here.
         config.worker.queue = config.wiring.queue.clone();
-        config.worker.vision_url = config.wiring.vision_url.clone();
-        config.worker.llm_url = config.wiring.llm_url.clone();
+        let (wiring, worker) = (&config.wiring, &mut config.worker);
+        worker.vision_url = wiring
+            .vision_via
+            .clone()
+            .unwrap_or(wiring.vision_url.clone());
+        worker.llm_url = wiring.llm_via.clone().unwrap_or(wiring.llm_url.clone());
         let (vision, llm) = start_mocks(&mut config, &services, &mut spawned).await?;
 
         let stores = Stores::open(&config.store, config.store_latency).await?;
@@ -276,7 +280,8 @@ impl Pipeline {
     }
 }
 
-/// Starts the mocks `services` names; their bound addresses become the worker's API URLs.
+/// Starts the mocks `services` names; their bound addresses become the worker's API URLs,
+/// unless the wiring routes the worker through another URL (`vision_via`, `llm_via`).
 async fn start_mocks(
     config: &mut PipelineConfig,
     services: &[&'static str],
@@ -286,7 +291,9 @@ async fn start_mocks(
     if services.contains(&tb_mocks::vision::SERVICE) {
         let state = VisionState::new(&config.vision).map_err(|e| StartError::Mock("vision", e))?;
         let (listener, addr) = bind(config.wiring.vision_addr).await?;
-        config.worker.vision_url = format!("http://{addr}");
+        if config.wiring.vision_via.is_none() {
+            config.worker.vision_url = format!("http://{addr}");
+        }
         vision = Some(addr);
         let shutdown = spawned.stopped();
         spawned.spawn(
@@ -298,7 +305,9 @@ async fn start_mocks(
     if services.contains(&tb_mocks::llm::SERVICE) {
         let state = LlmState::new(&config.llm).map_err(|e| StartError::Mock("llm", e))?;
         let (listener, addr) = bind(config.wiring.llm_addr).await?;
-        config.worker.llm_url = format!("http://{addr}");
+        if config.wiring.llm_via.is_none() {
+            config.worker.llm_url = format!("http://{addr}");
+        }
         llm = Some(addr);
         let shutdown = spawned.stopped();
         spawned.spawn(

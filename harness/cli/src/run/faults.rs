@@ -1,11 +1,13 @@
-//! `faults.schedule` in a run: a fault proxy ([`tb_faults::Proxy`]) in front of RabbitMQ when
-//! the schedule touches it, the embedded Kafka broker's own down/up controls, and the task that
+//! `faults.schedule` in a run: a fault proxy ([`tb_faults::Proxy`]) in front of RabbitMQ, the
+//! collector, the Vision API or the LLM API when the schedule touches it, the embedded Kafka broker's own down/up controls, and the task that
 //! plays the schedule while the load runs.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tb_faults::Proxy;
 use tb_messaging::kafka::KafkaControl;
+use tb_pipeline::Wiring;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -80,12 +82,57 @@ pub(crate) async fn proxied(url: &str) -> Result<(String, Arc<Proxy>), String> {
     Ok((proxied, Arc::new(proxy)))
 }
 
-/// What the faults act through: the proxies in front of RabbitMQ and the collector, and the
-/// embedded Kafka broker's controls.
+/// `wiring` with a fault proxy between the worker and each API the schedule faults: the API's
+/// mock gets a fixed loopback port of its own, and the worker the proxy's URL instead. Returns
+/// the proxies (Vision, LLM).
+pub(super) async fn apis(
+    schedule: &[ScheduledFault],
+    wiring: &mut Wiring,
+) -> Result<(Option<Arc<Proxy>>, Option<Arc<Proxy>>), RunError> {
+    let vision = api(
+        schedule,
+        FaultHop::Vision,
+        &mut wiring.vision_addr,
+        &mut wiring.vision_via,
+    );
+    let vision = vision.await?;
+    let llm = api(
+        schedule,
+        FaultHop::Llm,
+        &mut wiring.llm_addr,
+        &mut wiring.llm_via,
+    )
+    .await?;
+    Ok((vision, llm))
+}
+
+/// One API of [`apis`]: its mock's address (`addr`) and the worker's way to it (`via`).
+async fn api(
+    schedule: &[ScheduledFault],
+    hop: FaultHop,
+    addr: &mut SocketAddr,
+    via: &mut Option<String>,
+) -> Result<Option<Arc<Proxy>>, RunError> {
+    if !schedule.iter().any(|f| f.fault.hop() == hop) {
+        return Ok(None);
+    }
+    let fail = |why: String| RunError::Faults(format!("a proxy in front of {}: {why}", hop.name()));
+    *addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| fail(e.to_string()))?;
+    let (proxied, proxy) = proxied(&format!("http://{addr}")).await.map_err(fail)?;
+    *via = Some(proxied);
+    Ok(Some(proxy))
+}
+
+/// What the faults act through: the proxies in front of RabbitMQ, the collector and the APIs,
+/// and the embedded Kafka broker's controls.
 #[derive(Clone, Default)]
 pub(super) struct Rig {
     pub(super) rabbitmq: Option<Arc<Proxy>>,
     pub(super) collector: Option<Arc<Proxy>>,
+    pub(super) vision: Option<Arc<Proxy>>,
+    pub(super) llm: Option<Arc<Proxy>>,
     pub(super) kafka: Option<KafkaControl>,
     /// Kills and restarts service processes (`--services process` only).
     pub(super) control: Option<ChildControl>,
@@ -109,6 +156,8 @@ impl Rig {
             }
             FaultHop::Rabbitmq => self.rabbitmq.as_deref(),
             FaultHop::Collector => self.collector.as_deref(),
+            FaultHop::Vision => self.vision.as_deref(),
+            FaultHop::Llm => self.llm.as_deref(),
         };
         let set = match (on, fault) {
             (false, _) => tb_faults::Fault::None,
@@ -125,7 +174,10 @@ impl Rig {
 
     /// Ends every fault.
     fn clear(&self) {
-        for proxy in [&self.rabbitmq, &self.collector].into_iter().flatten() {
+        for proxy in [&self.rabbitmq, &self.collector, &self.vision, &self.llm]
+            .into_iter()
+            .flatten()
+        {
             proxy.set(tb_faults::Fault::None);
         }
         if let Some(kafka) = &self.kafka {

@@ -138,7 +138,7 @@ pub async fn run(
         counts.evicted = spans.evicted();
         counts
     };
-    let rig = running.rig(session.proxy, options.collector.clone());
+    let rig = running.rig(session.proxies, options.collector.clone());
     let sample_every = memory::interval(scenario.warmup + scenario.duration);
     let sampling = memory::sample(running.children(), sample_every);
     let (
@@ -295,8 +295,8 @@ struct Session {
     trackers: Arc<CurrentTracker>,
     feed: tokio::task::JoinHandle<()>,
     target: Arc<ScanTarget>,
-    /// The fault proxy in front of RabbitMQ, when the fault schedule needs one.
-    proxy: Option<Arc<tb_faults::Proxy>>,
+    /// The fault proxies in front of RabbitMQ and the APIs the fault schedule touches.
+    proxies: faults::Rig,
     machine: Machine,
 }
 
@@ -311,7 +311,8 @@ async fn open(
     let machine = crate::machine::calibrated().await;
     let queue = tb_messaging::amqp::scoped_queue(tb_messaging::amqp::SCAN_TASKS, "run");
     let (amqp_url, proxy) = faults::rabbitmq(&scenario.faults, &infra.amqp_url).await?;
-    let wiring = Wiring::ephemeral(amqp_url, infra.kafka.clone(), queue);
+    let mut wiring = Wiring::ephemeral(amqp_url, infra.kafka.clone(), queue);
+    let (vision, llm) = faults::apis(&scenario.faults, &mut wiring).await?;
     let (running, scan_api, processed) = start(scenario, &wiring, options).await?;
     let trackers = Arc::new(CurrentTracker::default());
     let feed = tokio::spawn(count_completions(processed, trackers.clone()));
@@ -323,7 +324,12 @@ async fn open(
         trackers,
         feed,
         target,
-        proxy,
+        proxies: faults::Rig {
+            rabbitmq: proxy,
+            vision,
+            llm,
+            ..faults::Rig::default()
+        },
         machine,
     })
 }
@@ -527,13 +533,9 @@ impl Running {
         }
     }
 
-    /// What the fault schedule acts through: the proxies in front of RabbitMQ and the
-    /// collector, and the embedded Kafka broker's controls when the services run on one.
-    fn rig(
-        &self,
-        rabbitmq: Option<Arc<tb_faults::Proxy>>,
-        collector: Option<Arc<tb_faults::Proxy>>,
-    ) -> faults::Rig {
+    /// What the fault schedule acts through: `proxies` (RabbitMQ's and the APIs'), the
+    /// collector's, and the embedded Kafka broker's controls when the services run on one.
+    fn rig(&self, proxies: faults::Rig, collector: Option<Arc<tb_faults::Proxy>>) -> faults::Rig {
         let kafka = match self {
             Self::InProcess(pipeline) => pipeline
                 .embedded_kafka()
@@ -541,10 +543,10 @@ impl Running {
             Self::Children(children) => children.kafka_control(),
         };
         faults::Rig {
-            rabbitmq,
             collector,
             kafka,
             control: self.children(),
+            ..proxies
         }
     }
 

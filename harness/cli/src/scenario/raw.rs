@@ -222,6 +222,10 @@ pub enum FaultHop {
     Collector,
     /// The worker process (`worker_crash` only).
     Worker,
+    /// The worker's calls to the Vision API, through a fault proxy.
+    Vision,
+    /// The worker's calls to the LLM API, through a fault proxy.
+    Llm,
 }
 
 impl FaultHop {
@@ -232,6 +236,8 @@ impl FaultHop {
             Self::Kafka => "kafka",
             Self::Collector => "collector",
             Self::Worker => "worker",
+            Self::Vision => "vision",
+            Self::Llm => "llm",
         }
     }
 }
