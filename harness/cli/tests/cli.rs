@@ -256,11 +256,18 @@ fn a_dark_collector_costs_spans_at_most_never_scans() {
         "{result}"
     );
     assert_eq!(result["faults"][0]["for_s"], 8.0);
-    // Every scan served and completed while the exporters could not export; whatever was
-    // lost is telemetry's, reported as such: never a broken edge.
+    // Every scan served and completed while the exporters could not export; what was lost
+    // (the queue holds about 4 s of spans) is telemetry's, reported as such: never a broken
+    // edge.
     assert_all_served_none_broken(&result);
     let lost = result["spans"]["dropped"].as_u64().expect("dropped")
         + result["spans"]["evicted"].as_u64().expect("evicted");
+    assert!(lost > 0, "{}", result["spans"]);
+    assert!(
+        result["traces"]["telemetry_loss"].as_u64() > Some(0),
+        "{}",
+        result["traces"]
+    );
     let verdict = result["expectations"]
         .as_array()
         .expect("expectations")
