@@ -32,17 +32,16 @@ pub fn overhead_summary(result: &OverheadResult) -> String {
         result.warmup_s,
         result.seed,
     );
-    let _ = writeln!(
-        out,
-        "{:<28} {:>18} {:>32} {:>9} {:>11} {:>9} {:>8}",
+    let header = [
         "arm",
         "CPU µs/scan ± IQR",
         "vs off (95 % CI)",
         "µs/span",
         "e2e p99 ms",
         "scans/s",
-        "dropped"
-    );
+        "dropped",
+    ];
+    let mut rows = Vec::new();
     for arm in &result.arms {
         let total = arm.cpu_us_per_scan.get(TOTAL).copied().unwrap_or_default();
         let vs_off = arm.vs_off.as_ref().map_or_else(
@@ -59,19 +58,18 @@ pub fn overhead_summary(result: &OverheadResult) -> String {
             },
         );
         let dropped: u64 = arm.repeats.iter().map(|r| r.spans_dropped).sum();
-        let _ = writeln!(
-            out,
-            "{:<28} {:>18} {:>32} {:>9} {:>11.1} {:>9.0} {:>8}",
-            arm.name,
+        rows.push(vec![
+            arm.name.clone(),
             format!("{:.1} ± {:.1}", total.median, total.iqr),
             vs_off,
             arm.added_us_per_span
                 .map_or_else(|| "—".to_owned(), |u| format!("{u:.2}")),
-            arm.e2e_p99_ms.median,
-            arm.throughput_rps.median,
-            dropped,
-        );
+            format!("{:.1}", arm.e2e_p99_ms.median),
+            format!("{:.0}", arm.throughput_rps.median),
+            dropped.to_string(),
+        ]);
     }
+    out.push_str(&table(&header, &rows));
     let _ = writeln!(
         out,
         "(~: within noise, the interval holds 0; {})",
@@ -99,6 +97,44 @@ pub fn overhead_summary(result: &OverheadResult) -> String {
                 "OFF BY MORE THAN 10 %"
             }
         );
+    }
+    out
+}
+
+/// A table whose every column is as wide as its widest cell, two spaces apart: the first column
+/// left-aligned (names), the others right-aligned (figures). Widths count characters, not
+/// bytes (`µ`, `±` and `—` are two bytes each).
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let width = |i: usize| {
+        rows.iter()
+            .filter_map(|r| r.get(i))
+            .map(|c| c.chars().count())
+            .chain([header[i].chars().count()])
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..header.len()).map(width).collect();
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.zip(&widths).enumerate() {
+            let pad = " ".repeat(w - cell.chars().count());
+            match i {
+                0 => {
+                    s.push_str(cell);
+                    s.push_str(&pad);
+                }
+                _ => {
+                    s.push_str("  ");
+                    s.push_str(&pad);
+                    s.push_str(cell);
+                }
+            }
+        }
+        s.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(&mut header.iter().copied());
+    for row in rows {
+        out.push_str(&line(&mut row.iter().map(String::as_str)));
     }
     out
 }
@@ -240,4 +276,28 @@ pub fn overhead_html(result: &OverheadResult) -> Result<String, DrawError> {
         xml_escape(&overhead_summary(result))
     );
     Ok(page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::table;
+
+    #[test]
+    fn every_column_is_as_wide_as_its_widest_cell() {
+        let rows = vec![
+            vec!["off".to_owned(), "951.0 ± 12.3".to_owned(), "—".to_owned()],
+            vec![
+                "always_on+otlp".to_owned(),
+                "1234.5 ± 67.8".to_owned(),
+                "+1234.5 [+1000.1, +1500.2] +129.8 % ~".to_owned(),
+            ],
+        ];
+        let out = table(&["arm", "CPU µs/scan ± IQR", "vs off"], &rows);
+        assert_eq!(
+            out,
+            "arm             CPU µs/scan ± IQR                                 vs off\n\
+             off                  951.0 ± 12.3                                      —\n\
+             always_on+otlp      1234.5 ± 67.8  +1234.5 [+1000.1, +1500.2] +129.8 % ~\n"
+        );
+    }
 }
