@@ -57,6 +57,8 @@ use tb_telemetry::w3c::TraceParent;
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const TRACEPARENT_RANDOM: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03";
+const TRACEPARENT_RANDOM_UNSAMPLED: &str =
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-02";
 
 /// A context with a sampled remote span, as a service holds while handling a request.
 fn active_context() -> Context {
@@ -182,11 +184,27 @@ fn extract(c: &mut Criterion) {
         b.iter(|| ours.extract_with_context(&root, &HeaderExtractor(black_box(&headers))))
     });
     // A Level 2 sender's `-03` (as every hop after tracebench's first sends): nothing to note
-    // beside the span context, unlike `-01`, whose unset random flag must be remembered.
+    // beside the span context, as for `-01` (the SDK keeps the bit in a sampled child's flags).
     let mut random = http_headers();
     random.insert("traceparent", HeaderValue::from_static(TRACEPARENT_RANDOM));
     g.bench_function("http_headermap_random_flag", |b| {
         b.iter(|| ours.extract_with_context(&root, &HeaderExtractor(black_box(&random))))
+    });
+    // `-02`, random and not sampled: its children are dropped with flags `00`, so the bit is
+    // noted in a context entry. The difference to `-03` is what a note costs.
+    let mut unsampled = http_headers();
+    unsampled.insert(
+        "traceparent",
+        HeaderValue::from_static(TRACEPARENT_RANDOM_UNSAMPLED),
+    );
+    g.bench_function("http_headermap_random_unsampled", |b| {
+        b.iter(|| ours.extract_with_context(&root, &HeaderExtractor(black_box(&unsampled))))
+    });
+    // No trace context at all: three lookups that find nothing, and the context handed back.
+    let mut absent = http_headers();
+    absent.remove("traceparent");
+    g.bench_function("http_headermap_absent", |b| {
+        b.iter(|| ours.extract_with_context(&root, &HeaderExtractor(black_box(&absent))))
     });
     let table = amqp_headers();
     g.bench_function("amqp_fieldtable", |b| {
