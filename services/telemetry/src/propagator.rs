@@ -79,12 +79,15 @@ impl Inherited {
     }
 }
 
-/// `cx` with the note "a trace started here": a root the SDK starts under it (there is no valid
-/// span in it) draws its trace id at random, so the spans of that trace send the `random` flag,
-/// sampled or not. The span helpers ([`crate::spans`]) start their roots under it; a root
-/// started without it sends the flags the SDK gave it (`01` or `00`), which never claims
-/// randomness it did not note.
-pub fn started_here(cx: &Context) -> Context {
+/// The parent context for a span about to start under `cx`: `cx` itself when it holds a valid
+/// span; otherwise the span is a root, and `cx` gets the note "a trace started here" (its id is
+/// drawn at random, so the spans of that trace send the `random` flag, sampled or not). The
+/// span helpers ([`crate::spans`]) start their spans under it; a root started without it sends
+/// the flags the SDK gave it (`01` or `00`), which never claims randomness it did not note.
+pub fn started_here(cx: Context) -> Context {
+    if cx.span().span_context().is_valid() {
+        return cx;
+    }
     cx.with_value(Inherited {
         trace_id: TraceId::INVALID,
         random: true,
@@ -444,10 +447,26 @@ mod tests {
     #[test]
     fn only_a_random_unsampled_parent_or_a_tracestate_the_sdk_refuses_costs_a_note() {
         let p = W3cPropagator::new();
-        let id = "00-12345678901234567890123456789012-1234567890123456";
-        for (flags, noted) in [("00", false), ("01", false), ("02", true), ("03", false)] {
-            let cx = extract(&p, &[(TRACEPARENT, &*format!("{id}-{flags}").leak())]);
-            assert_eq!(cx.get::<Inherited>().is_some(), noted, "-{flags}");
+        for (traceparent, noted) in [
+            (
+                "00-12345678901234567890123456789012-1234567890123456-00",
+                false,
+            ),
+            (
+                "00-12345678901234567890123456789012-1234567890123456-01",
+                false,
+            ),
+            (
+                "00-12345678901234567890123456789012-1234567890123456-02",
+                true,
+            ),
+            (
+                "00-12345678901234567890123456789012-1234567890123456-03",
+                false,
+            ),
+        ] {
+            let cx = extract(&p, &[(TRACEPARENT, traceparent)]);
+            assert_eq!(cx.get::<Inherited>().is_some(), noted, "{traceparent}");
         }
         let cx = extract(&p, &[(TRACEPARENT, TP), (TRACESTATE, "foo@@bar=1")]);
         assert!(
@@ -488,7 +507,7 @@ mod tests {
                 TraceState::NONE,
             );
             let mut out = HashMap::new();
-            let cx = started_here(&Context::new()).with_remote_span_context(root.clone());
+            let cx = started_here(Context::new()).with_remote_span_context(root.clone());
             p.inject_context(&cx, &mut out);
             assert!(out[TRACEPARENT].ends_with(sent), "{}", out[TRACEPARENT]);
             // Without the note, the SDK's flags go out: no claim of randomness.
@@ -503,7 +522,7 @@ mod tests {
         let p = W3cPropagator::new();
         let parent = "00-12345678901234567890123456789012-1234567890123456-01";
         let cx = p.extract_with_context(
-            &started_here(&Context::new()),
+            &started_here(Context::new()),
             &Multi(vec![(TRACEPARENT, parent)]),
         );
         let mut out = HashMap::new();

@@ -85,11 +85,7 @@ impl std::str::FromStr for ConsumerRelation {
 /// valid span in `cx` the span is a root, and a trace started here: its spans send the `random`
 /// flag ([`crate::propagator::started_here`]).
 fn set_remote_parent(span: &Span, cx: Context) {
-    let cx = if cx.span().span_context().is_valid() {
-        cx
-    } else {
-        crate::propagator::started_here(&cx)
-    };
+    let cx = crate::propagator::started_here(cx);
     // The only failures are "no OpenTelemetry layer" (tracing is off) and "already started",
     // which these helpers rule out by calling it right after creating the span.
     let _ = span.set_parent(cx);

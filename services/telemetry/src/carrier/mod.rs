@@ -50,10 +50,7 @@ pub(crate) mod level2 {
             .with_sampler(Sampler::ParentBased(Box::new(root)))
             .build();
         let p = W3cPropagator::new();
-        let mut cx = (carrier.extract)(&p, headers);
-        if !cx.span().span_context().is_valid() {
-            cx = crate::propagator::started_here(&cx);
-        }
+        let cx = crate::propagator::started_here((carrier.extract)(&p, headers));
         let span = provider.tracer("level2").start_with_context("hop", &cx);
         let (traceparent, tracestate) = (carrier.inject)(&p, &cx.with_span(span));
         let traceparent = traceparent.expect("a traceparent is always injected");
