@@ -242,10 +242,19 @@ pub struct Children {
     _kafka: Option<EmbeddedKafka>,
 }
 
-fn free_port(name: &'static str) -> Result<SocketAddr, ChildrenError> {
+pub(crate) fn free_port(name: &'static str) -> Result<SocketAddr, ChildrenError> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| ChildrenError::Spawn(name, e))
+}
+
+/// `addr` when its port is fixed, else a free loopback port for `name`.
+fn fixed_or_free(addr: SocketAddr, name: &'static str) -> Result<SocketAddr, ChildrenError> {
+    if addr.port() == 0 {
+        free_port(name)
+    } else {
+        Ok(addr)
+    }
 }
 
 impl Children {
@@ -284,22 +293,16 @@ impl Children {
             KafkaChoice::External(b) => (None, b.clone()),
         };
         let scan_api = free_port("scan-api")?;
-        // An API the worker reaches through a fault proxy keeps the port the proxy targets.
-        let vision = match wiring.vision_via {
-            Some(_) => wiring.vision_addr,
-            None => free_port("vision-api")?,
-        };
-        let llm = match wiring.llm_via {
-            Some(_) => wiring.llm_addr,
-            None => free_port("llm-api")?,
-        };
+        // A fixed port stays (a fault proxy in front of the API targets it).
+        let vision = fixed_or_free(wiring.vision_addr, "vision-api")?;
+        let llm = fixed_or_free(wiring.llm_addr, "llm-api")?;
         let wiring = Wiring {
             kafka: KafkaChoice::External(brokers),
             scan_api_addr: scan_api,
             vision_addr: vision,
             llm_addr: llm,
-            vision_url: (wiring.vision_via.clone()).unwrap_or(format!("http://{vision}")),
-            llm_url: (wiring.llm_via.clone()).unwrap_or(format!("http://{llm}")),
+            vision_url: wiring.worker_vision_url(Some(vision)),
+            llm_url: wiring.worker_llm_url(Some(llm)),
             ..wiring.clone()
         };
         let (tx, processed) = mpsc::unbounded_channel();

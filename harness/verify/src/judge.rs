@@ -619,8 +619,7 @@ fn hang<'a>(
 /// Whether `client` recorded an error without an answer: a transport failure or a timeout, as
 /// the HTTP client conventions have it (`error.type` set, no `http.response.status_code`).
 fn failed_in_transport(client: &Span) -> bool {
-    client.attributes.contains_key("error.type")
-        && !client.attributes.contains_key("http.response.status_code")
+    client.attr("error.type").is_some() && client.attr("http.response.status_code").is_none()
 }
 
 /// Every present span has the children the template gives it, unless the edge to them broke.
@@ -642,11 +641,12 @@ fn count_children(
                 .get(&(s.span_id.as_str(), c))
                 .copied()
                 .unwrap_or(0);
-            if n < count.min && !edges.broken.contains(&c) {
-                if e.kind == Kind::Server && failed_in_transport(s) {
-                    // The call may never have reached a server (refused, reset, timed out):
-                    // no server span is owed, and none missing says anything of propagation.
-                } else if e.kind == Kind::Server {
+            // A call that failed in transport (refused, reset, timed out) may never have
+            // reached a server: it owes no server span, and none missing says anything of
+            // propagation.
+            let owed = !(e.kind == Kind::Server && failed_in_transport(s));
+            if n < count.min && owed && !edges.broken.contains(&c) {
+                if e.kind == Kind::Server {
                     // An HTTP server that lost the context roots a trace no message id leads
                     // to: the client span is here, its server child is not.
                     problems.push(Problem::MissingServer(format!(

@@ -114,6 +114,17 @@ impl Wiring {
         }
     }
 
+    /// Where the worker calls the Vision API: `vision_via` when set, else the mock bound in
+    /// this process (`bound`), else `vision_url`.
+    pub fn worker_vision_url(&self, bound: Option<SocketAddr>) -> String {
+        worker_url(self.vision_via.as_deref(), bound, &self.vision_url)
+    }
+
+    /// As [`Wiring::worker_vision_url`], for the LLM API.
+    pub fn worker_llm_url(&self, bound: Option<SocketAddr>) -> String {
+        worker_url(self.llm_via.as_deref(), bound, &self.llm_url)
+    }
+
     /// Every listener on a free loopback port, with the given brokers and queue: for runs and
     /// tests that must never collide with anything else on the machine.
     pub fn ephemeral(amqp_url: String, kafka: KafkaChoice, queue: String) -> Self {
@@ -127,6 +138,14 @@ impl Wiring {
             llm_addr: any,
             ..Self::local_demo()
         }
+    }
+}
+
+fn worker_url(via: Option<&str>, bound: Option<SocketAddr>, url: &str) -> String {
+    match (via, bound) {
+        (Some(via), _) => via.to_owned(),
+        (None, Some(addr)) => format!("http://{addr}"),
+        (None, None) => url.to_owned(),
     }
 }
 

@@ -199,15 +199,11 @@ impl Pipeline {
         .any(|s| runs(s));
         let (embedded, kafka_brokers) = kafka_for(&config, uses_kafka).await?;
 
-        // The worker finds the APIs where the wiring says, or where the mocks bound here.
         config.worker.queue = config.wiring.queue.clone();
-        let (wiring, worker) = (&config.wiring, &mut config.worker);
-        worker.vision_url = wiring
-            .vision_via
-            .clone()
-            .unwrap_or(wiring.vision_url.clone());
-        worker.llm_url = wiring.llm_via.clone().unwrap_or(wiring.llm_url.clone());
-        let (vision, llm) = start_mocks(&mut config, &services, &mut spawned).await?;
+        let (vision, llm) = start_mocks(&config, &services, &mut spawned).await?;
+        // The worker finds the APIs where the wiring says, or where the mocks bound here.
+        config.worker.vision_url = config.wiring.worker_vision_url(vision);
+        config.worker.llm_url = config.wiring.worker_llm_url(llm);
 
         let stores = Stores::open(&config.store, config.store_latency).await?;
         let store = stores.events.clone();
@@ -280,10 +276,9 @@ impl Pipeline {
     }
 }
 
-/// Starts the mocks `services` names; their bound addresses become the worker's API URLs,
-/// unless the wiring routes the worker through another URL (`vision_via`, `llm_via`).
+/// Starts the mocks `services` names; returns their bound addresses.
 async fn start_mocks(
-    config: &mut PipelineConfig,
+    config: &PipelineConfig,
     services: &[&'static str],
     spawned: &mut Services,
 ) -> Result<(Option<SocketAddr>, Option<SocketAddr>), StartError> {
@@ -291,9 +286,6 @@ async fn start_mocks(
     if services.contains(&tb_mocks::vision::SERVICE) {
         let state = VisionState::new(&config.vision).map_err(|e| StartError::Mock("vision", e))?;
         let (listener, addr) = bind(config.wiring.vision_addr).await?;
-        if config.wiring.vision_via.is_none() {
-            config.worker.vision_url = format!("http://{addr}");
-        }
         vision = Some(addr);
         let shutdown = spawned.stopped();
         spawned.spawn(
@@ -305,9 +297,6 @@ async fn start_mocks(
     if services.contains(&tb_mocks::llm::SERVICE) {
         let state = LlmState::new(&config.llm).map_err(|e| StartError::Mock("llm", e))?;
         let (listener, addr) = bind(config.wiring.llm_addr).await?;
-        if config.wiring.llm_via.is_none() {
-            config.worker.llm_url = format!("http://{addr}");
-        }
         llm = Some(addr);
         let shutdown = spawned.stopped();
         spawned.spawn(

@@ -1,6 +1,6 @@
 //! `faults.schedule` in a run: a fault proxy ([`tb_faults::Proxy`]) in front of RabbitMQ, the
-//! collector, the Vision API or the LLM API when the schedule touches it, the embedded Kafka broker's own down/up controls, and the task that
-//! plays the schedule while the load runs.
+//! collector, the Vision API or the LLM API when the schedule touches it, the embedded Kafka
+//! broker's own down/up controls, and the task that plays the schedule while the load runs.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +38,11 @@ pub async fn collector(
     through_if(schedule, FaultHop::Collector, endpoint).await
 }
 
+/// Whether the schedule faults `hop`.
+fn touches(schedule: &[ScheduledFault], hop: FaultHop) -> bool {
+    schedule.iter().any(|f| f.fault.hop() == hop)
+}
+
 /// `url` unchanged when the schedule does not fault `hop`; else a proxy in front of the
 /// host and port it names, and `url` pointing at the proxy instead.
 async fn through_if(
@@ -45,7 +50,7 @@ async fn through_if(
     hop: FaultHop,
     url: &str,
 ) -> Result<(String, Option<Arc<Proxy>>), RunError> {
-    if !schedule.iter().any(|f| f.fault.hop() == hop) {
+    if !touches(schedule, hop) {
         return Ok((url.to_owned(), None));
     }
     let (proxied, proxy) = proxied(url)
@@ -94,8 +99,8 @@ pub(super) async fn apis(
         FaultHop::Vision,
         &mut wiring.vision_addr,
         &mut wiring.vision_via,
-    );
-    let vision = vision.await?;
+    )
+    .await?;
     let llm = api(
         schedule,
         FaultHop::Llm,
@@ -113,16 +118,13 @@ async fn api(
     addr: &mut SocketAddr,
     via: &mut Option<String>,
 ) -> Result<Option<Arc<Proxy>>, RunError> {
-    if !schedule.iter().any(|f| f.fault.hop() == hop) {
+    if !touches(schedule, hop) {
         return Ok(None);
     }
-    let fail = |why: String| RunError::Faults(format!("a proxy in front of {}: {why}", hop.name()));
-    *addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| fail(e.to_string()))?;
-    let (proxied, proxy) = proxied(&format!("http://{addr}")).await.map_err(fail)?;
-    *via = Some(proxied);
-    Ok(Some(proxy))
+    *addr = crate::children::free_port(hop.name())?;
+    let (url, proxy) = through_if(schedule, hop, &format!("http://{addr}")).await?;
+    *via = Some(url);
+    Ok(proxy)
 }
 
 /// What the faults act through: the proxies in front of RabbitMQ, the collector and the APIs,
