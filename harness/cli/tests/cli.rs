@@ -257,7 +257,7 @@ fn a_dark_collector_costs_spans_at_most_never_scans() {
     );
     assert_eq!(result["faults"][0]["for_s"], 8.0);
     // Every scan served and completed while the exporters could not export; what was lost
-    // (the queue holds about 4 s of spans) is telemetry's, reported as such: never a broken
+    // (the queue holds about 5 s of spans) is telemetry's, reported as such: never a broken
     // edge.
     assert_all_served_none_broken(&result);
     let lost = result["spans"]["dropped"].as_u64().expect("dropped")

@@ -89,7 +89,7 @@ pub async fn run(
 ) -> Result<OverheadResult, OverheadError> {
     let plan = &scenario.overhead;
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let machine = crate::machine::calibrated().await;
+    let machine = crate::machine::measure().await;
     let text = std::fs::read_to_string(&options.file).map_err(io(&options.file))?;
     let arm_files = plan
         .arms

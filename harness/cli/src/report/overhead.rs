@@ -102,8 +102,8 @@ pub fn overhead_summary(result: &OverheadResult) -> String {
 }
 
 /// A table whose every column is as wide as its widest cell, two spaces apart: the first column
-/// left-aligned (names), the others right-aligned (figures). Widths count characters, not
-/// bytes (`µ`, `±` and `—` are two bytes each).
+/// left-aligned (names), the others right-aligned (figures). Widths count characters, as
+/// `format!`'s padding does, not bytes (`µ`, `±` and `—` are two bytes each).
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let width = |i: usize| {
         rows.iter()
@@ -114,27 +114,18 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
             .unwrap_or(0)
     };
     let widths: Vec<usize> = (0..header.len()).map(width).collect();
-    let line = |cells: &mut dyn Iterator<Item = &str>| {
-        let mut s = String::new();
-        for (i, (cell, w)) in cells.zip(&widths).enumerate() {
-            let pad = " ".repeat(w - cell.chars().count());
-            match i {
-                0 => {
-                    s.push_str(cell);
-                    s.push_str(&pad);
-                }
-                _ => {
-                    s.push_str("  ");
-                    s.push_str(&pad);
-                    s.push_str(cell);
-                }
-            }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let mut s = format!("{:<w$}", cells[0], w = widths[0]);
+        for (cell, w) in cells.iter().zip(&widths).skip(1) {
+            let _ = write!(s, "  {cell:>w$}");
         }
-        s.trim_end().to_owned() + "\n"
+        out.push_str(s.trim_end());
+        out.push('\n');
     };
-    let mut out = line(&mut header.iter().copied());
+    line(header);
     for row in rows {
-        out.push_str(&line(&mut row.iter().map(String::as_str)));
+        line(&row.iter().map(String::as_str).collect::<Vec<_>>());
     }
     out
 }

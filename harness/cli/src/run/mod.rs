@@ -308,7 +308,7 @@ async fn open(
     options: &RunOptions,
 ) -> Result<Session, RunError> {
     // Measured before anything of the run's own competes for the CPUs.
-    let machine = crate::machine::calibrated().await;
+    let machine = crate::machine::measure().await;
     let queue = tb_messaging::amqp::scoped_queue(tb_messaging::amqp::SCAN_TASKS, "run");
     let (amqp_url, proxy) = faults::rabbitmq(&scenario.faults, &infra.amqp_url).await?;
     let mut wiring = Wiring::ephemeral(amqp_url, infra.kafka.clone(), queue);
