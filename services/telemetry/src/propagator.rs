@@ -6,8 +6,9 @@
 //! starts a new trace and drops `tracestate`), an invalid `tracestate` or `baggage` is dropped,
 //! and each case is counted so a run can report how much bad context it saw.
 
-use std::sync::Arc;
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use opentelemetry::Context;
 use opentelemetry::baggage::BaggageExt;
@@ -108,11 +109,44 @@ impl Default for W3cPropagator {
     }
 }
 
-/// What an extractor holds for one header name.
-enum Field<'a> {
+/// What a carrier holds for a single-valued header (`traceparent`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field<'a> {
+    /// Not there.
     Absent,
+    /// Exactly one value.
     One(&'a str),
+    /// More than one value: no single parent, so a new trace.
     Repeated,
+}
+
+/// A carrier read in its own native form, for the direct path
+/// ([`W3cPropagator::extract_from`]): each of [`crate::carrier`]'s carriers answers these two
+/// questions with its own lookups, where the `Extractor` trait would hand out one `&str` per
+/// call through dynamic dispatch and a `Vec` for every list.
+///
+/// The rules per transport are the `Extractor`'s (HTTP: a repeated field has no single value and
+/// list fields are joined; AMQP: keys are unique; Kafka: the last header wins), and a value that
+/// is not text is `""`, which no W3C parser accepts.
+pub trait ContextCarrier {
+    /// The `traceparent` header.
+    fn traceparent(&self) -> Field<'_>;
+    /// A list-valued header (`tracestate`, `baggage`); several fields joined with `,`.
+    fn list(&self, key: &str) -> Option<Cow<'_, str>>;
+}
+
+/// Any `Extractor` as a [`ContextCarrier`]: the path [`TextMapPropagator::extract_with_context`]
+/// takes.
+struct ByExtractor<'a>(&'a dyn Extractor);
+
+impl ContextCarrier for ByExtractor<'_> {
+    fn traceparent(&self) -> Field<'_> {
+        field(self.0, TRACEPARENT)
+    }
+
+    fn list(&self, key: &str) -> Option<Cow<'_, str>> {
+        list_field(self.0, key)
+    }
 }
 
 /// Reads a single-valued header (`traceparent`), telling one value from several.
@@ -137,12 +171,41 @@ fn field<'a>(extractor: &'a dyn Extractor, key: &str) -> Field<'a> {
 ///
 /// `get_all` answers by the carrier's rule (HTTP: every field line; Kafka: the last header;
 /// AMQP: the one entry) and, for an absent key, in one lookup without allocating.
-fn list_field(extractor: &dyn Extractor, key: &str) -> Option<String> {
+fn list_field<'a>(extractor: &'a dyn Extractor, key: &str) -> Option<Cow<'a, str>> {
     match extractor.get_all(key)?.as_slice() {
         [] => None,
-        [one] => Some((*one).to_owned()),
-        many => Some(many.join(",")),
+        [one] => Some(Cow::Borrowed(*one)),
+        many => Some(Cow::Owned(many.join(","))),
     }
+}
+
+/// The header values injection writes for a context, computed once; each carrier writes them
+/// in its own native form (the direct path, `inject_with` in each of [`crate::carrier`]'s
+/// modules), or [`TextMapPropagator::inject_context`] hands them to an `Injector` as `String`s.
+#[derive(Debug, Default)]
+pub struct Outgoing {
+    /// `traceparent`, when the context holds a valid span.
+    pub traceparent: Option<w3c::TraceParentBuf>,
+    /// `tracestate`, when the trace has one.
+    pub tracestate: Option<String>,
+    /// `baggage`, when the context carries any.
+    pub baggage: Option<String>,
+}
+
+/// The propagator the first [`crate::init`] installed; see [`installed`].
+static INSTALLED: OnceLock<W3cPropagator> = OnceLock::new();
+
+/// The propagator [`crate::init`] installed in this process, if it ran. The carriers' `inject`
+/// and `extract` use it directly, without the global propagator's lock and dynamic dispatch;
+/// before `init` they fall back to the global propagator.
+pub fn installed() -> Option<&'static W3cPropagator> {
+    INSTALLED.get()
+}
+
+/// The propagator for `init` to install: the process's one, made by the first call, so every
+/// `init` in a process (and the carriers' direct path) share its counters.
+pub(crate) fn install() -> W3cPropagator {
+    INSTALLED.get_or_init(W3cPropagator::new).clone()
 }
 
 impl W3cPropagator {
@@ -169,12 +232,16 @@ impl W3cPropagator {
 
     /// Extracts the remote span context alone, or `None` when there is no valid one.
     pub fn extract_span_context(&self, extractor: &dyn Extractor) -> Option<SpanContext> {
-        self.extract_parent(extractor).map(|(sc, _)| sc)
+        self.extract_parent(&ByExtractor(extractor))
+            .map(|(sc, _)| sc)
     }
 
     /// The remote span context and what the next hop must inherit beside it.
-    fn extract_parent(&self, extractor: &dyn Extractor) -> Option<(SpanContext, Inherited)> {
-        let parent = match field(extractor, TRACEPARENT) {
+    fn extract_parent<C: ContextCarrier + ?Sized>(
+        &self,
+        carrier: &C,
+    ) -> Option<(SpanContext, Inherited)> {
+        let parent = match carrier.traceparent() {
             Field::Absent => return None,
             Field::One(value) => w3c::TraceParent::parse(value).ok(),
             // Two traceparents cannot both be the parent; the test suite expects a new trace.
@@ -184,7 +251,7 @@ impl W3cPropagator {
             self.counters.traceparent.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        let state = match list_field(extractor, TRACESTATE) {
+        let state = match carrier.list(TRACESTATE) {
             None => w3c::InheritedState::default(),
             Some(header) => w3c::trace_state_from_header(&header).unwrap_or_else(|_| {
                 self.counters.tracestate.fetch_add(1, Ordering::Relaxed);
@@ -219,8 +286,12 @@ fn outgoing_flags(inherited: Option<&Inherited>, sc: &SpanContext) -> TraceFlags
     TraceFlags::new((own & w3c::SAMPLED) | if random { w3c::RANDOM } else { 0 })
 }
 
-impl TextMapPropagator for W3cPropagator {
-    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+impl W3cPropagator {
+    /// What injecting `cx` writes: `traceparent` for a valid span, with the flags by Level 2's
+    /// rules ([`outgoing_flags`]); `tracestate`, the whole inherited header when the SDK's
+    /// `TraceState` could not hold it; `baggage` when there is any.
+    pub fn outgoing(&self, cx: &Context) -> Outgoing {
+        let mut out = Outgoing::default();
         let span = cx.span();
         let sc = span.span_context();
         if sc.is_valid() {
@@ -228,35 +299,36 @@ impl TextMapPropagator for W3cPropagator {
                 .get::<Inherited>()
                 .filter(|inherited| inherited.covers(sc.trace_id()));
             let flags = outgoing_flags(inherited, sc);
-            let tp = w3c::TraceParent::new(sc.trace_id(), sc.span_id(), flags);
-            injector.set(TRACEPARENT, tp.format().as_str().to_owned());
-            if let Some(header) = inherited.and_then(|i| i.tracestate.clone()) {
-                injector.set(TRACESTATE, header);
-            } else if *sc.trace_state() != TraceState::NONE {
-                let header = sc.trace_state().header();
-                if !header.is_empty() {
-                    injector.set(TRACESTATE, header);
+            out.traceparent =
+                Some(w3c::TraceParent::new(sc.trace_id(), sc.span_id(), flags).format());
+            out.tracestate = match inherited.and_then(|i| i.tracestate.clone()) {
+                Some(header) => Some(header),
+                None if *sc.trace_state() != TraceState::NONE => {
+                    Some(sc.trace_state().header()).filter(|header| !header.is_empty())
                 }
-            }
+                None => None,
+            };
         }
         let bag = cx.baggage();
         if !bag.is_empty() {
-            let header = baggage::to_header(bag);
-            if !header.is_empty() {
-                injector.set(BAGGAGE, header);
-            }
+            out.baggage = Some(baggage::to_header(bag)).filter(|header| !header.is_empty());
         }
+        out
     }
 
-    fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
-        let mut out = match self.extract_parent(extractor) {
+    /// Extracts from a carrier read natively (the direct path): as
+    /// [`TextMapPropagator::extract_with_context`], without dynamic dispatch or a `Vec` per list
+    /// header. With no `traceparent` and no `baggage` it hands back a clone of `cx`, which
+    /// allocates nothing.
+    pub fn extract_from<C: ContextCarrier + ?Sized>(&self, cx: &Context, carrier: &C) -> Context {
+        let mut out = match self.extract_parent(carrier) {
             Some((sc, inherited)) if inherited.needed(sc.is_sampled(), cx) => {
                 cx.with_value(inherited).with_remote_span_context(sc)
             }
             Some((sc, _)) => cx.with_remote_span_context(sc),
             None => cx.clone(),
         };
-        if let Some(header) = list_field(extractor, BAGGAGE) {
+        if let Some(header) = carrier.list(BAGGAGE) {
             match baggage::baggage_from_header(&header) {
                 Ok(bag) if !bag.is_empty() => out = out.with_baggage(bag),
                 Ok(_) => {}
@@ -266,6 +338,25 @@ impl TextMapPropagator for W3cPropagator {
             }
         }
         out
+    }
+}
+
+impl TextMapPropagator for W3cPropagator {
+    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+        let out = self.outgoing(cx);
+        if let Some(traceparent) = out.traceparent {
+            injector.set(TRACEPARENT, traceparent.as_str().to_owned());
+        }
+        if let Some(header) = out.tracestate {
+            injector.set(TRACESTATE, header);
+        }
+        if let Some(header) = out.baggage {
+            injector.set(BAGGAGE, header);
+        }
+    }
+
+    fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
+        self.extract_from(cx, &ByExtractor(extractor))
     }
 
     fn fields(&self) -> FieldIter<'_> {

@@ -829,7 +829,7 @@ where
         LogFormat::Json => env_filter(&config)?,
         LogFormat::None => EnvFilter::new("off"),
     };
-    let propagator = W3cPropagator::new();
+    let propagator = crate::propagator::install();
     global::set_text_map_propagator(propagator.clone());
     let logs = JsonLogLayer::new(writer);
     let (otel, provider, stats) = match provider {

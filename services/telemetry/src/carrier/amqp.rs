@@ -6,9 +6,14 @@
 //! `ShortString` or RabbitMQ's `ByteArray` (type `x`) for text; extraction accepts all three. Keys
 //! in a field table are case-sensitive and unique, as the AMQP spec defines them.
 
+use std::borrow::Cow;
+
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::{Context, global};
+
+use crate::W3cPropagator;
+use crate::propagator::{self, ContextCarrier, Field, TRACEPARENT};
 
 /// Writes context into a field table, replacing any entry already there.
 #[derive(Debug)]
@@ -47,16 +52,63 @@ impl Extractor for FieldTableExtractor<'_> {
     }
 }
 
-/// Injects `cx` into `headers` with the global propagator.
-pub fn inject(cx: &Context, headers: &mut FieldTable) {
-    global::get_text_map_propagator(|p| p.inject_context(cx, &mut FieldTableInjector(headers)));
+/// The direct path: keys are unique in a field table, so one lookup answers each header.
+impl ContextCarrier for FieldTable {
+    fn traceparent(&self) -> Field<'_> {
+        self.inner()
+            .get(TRACEPARENT)
+            .and_then(text)
+            .map_or(Field::Absent, Field::One)
+    }
+
+    fn list(&self, key: &str) -> Option<Cow<'_, str>> {
+        self.inner().get(key).and_then(text).map(Cow::Borrowed)
+    }
 }
 
-/// Extracts the context carried by `headers` with the global propagator.
+/// Writes what `p` injects for `cx` straight into `headers` as `LongString` entries, replacing
+/// any there: the `traceparent` is copied from its stack buffer, with no `String` between.
+pub fn inject_with(p: &W3cPropagator, cx: &Context, headers: &mut FieldTable) {
+    let out = p.outgoing(cx);
+    if let Some(traceparent) = out.traceparent {
+        headers.insert(
+            ShortString::from(TRACEPARENT),
+            AMQPValue::LongString(LongString::from(traceparent.as_bytes())),
+        );
+    }
+    for (key, value) in [
+        (propagator::TRACESTATE, out.tracestate),
+        (propagator::BAGGAGE, out.baggage),
+    ] {
+        if let Some(value) = value {
+            headers.insert(
+                ShortString::from(key),
+                AMQPValue::LongString(LongString::from(value)),
+            );
+        }
+    }
+}
+
+/// Injects `cx` into `headers`: directly with the propagator `init` installed
+/// ([`inject_with`]), before `init` with the global propagator.
+pub fn inject(cx: &Context, headers: &mut FieldTable) {
+    match propagator::installed() {
+        Some(p) => inject_with(p, cx, headers),
+        None => global::get_text_map_propagator(|p| {
+            p.inject_context(cx, &mut FieldTableInjector(headers));
+        }),
+    }
+}
+
+/// Extracts the context carried by `headers`: directly with the propagator `init` installed
+/// ([`W3cPropagator::extract_from`]), before `init` with the global propagator.
 pub fn extract(headers: &FieldTable) -> Context {
-    global::get_text_map_propagator(|p| {
-        p.extract_with_context(&Context::new(), &FieldTableExtractor(headers))
-    })
+    match propagator::installed() {
+        Some(p) => p.extract_from(&Context::new(), headers),
+        None => global::get_text_map_propagator(|p| {
+            p.extract_with_context(&Context::new(), &FieldTableExtractor(headers))
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -66,12 +118,17 @@ mod tests {
     use opentelemetry::trace::TraceContextExt;
 
     use super::*;
-    use crate::W3cPropagator;
+    use crate::carrier::paths;
 
     const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
+    /// Extracts by both paths, which must agree.
     fn remote(p: &W3cPropagator, table: &FieldTable) -> Context {
-        p.extract_with_context(&Context::new(), &FieldTableExtractor(table))
+        paths::extract_both(
+            p,
+            |p| p.extract_with_context(&Context::new(), &FieldTableExtractor(table)),
+            |p| p.extract_from(&Context::new(), table),
+        )
     }
 
     fn with(key: &str, value: AMQPValue) -> FieldTable {
@@ -154,22 +211,53 @@ mod tests {
         assert_eq!(FieldTableExtractor(&table).get("traceparent"), Some(TP));
     }
 
+    fn level_2_extract(p: &W3cPropagator, pairs: &[(&str, &str)]) -> Context {
+        let mut table = FieldTable::default();
+        for (key, value) in pairs {
+            table.insert((*key).into(), AMQPValue::LongString((*value).into()));
+        }
+        remote(p, &table)
+    }
+
+    fn read_back(table: &FieldTable) -> (Option<String>, Option<String>) {
+        let read = |key: &str| FieldTableExtractor(table).get(key).map(str::to_owned);
+        (read("traceparent"), read("tracestate"))
+    }
+
     #[test]
     fn level_2_rules_hold_through_a_field_table() {
         crate::carrier::level2::check(&crate::carrier::level2::Carrier {
-            extract: &|p, pairs| {
-                let mut table = FieldTable::default();
-                for (key, value) in pairs {
-                    table.insert((*key).into(), AMQPValue::LongString((*value).into()));
-                }
-                remote(p, &table)
-            },
+            extract: &level_2_extract,
             inject: &|p, cx| {
                 let mut table = FieldTable::default();
                 p.inject_context(cx, &mut FieldTableInjector(&mut table));
-                let read = |key: &str| FieldTableExtractor(&table).get(key).map(str::to_owned);
-                (read("traceparent"), read("tracestate"))
+                read_back(&table)
             },
         });
+        crate::carrier::level2::check(&crate::carrier::level2::Carrier {
+            extract: &level_2_extract,
+            inject: &|p, cx| {
+                let mut table = FieldTable::default();
+                inject_with(p, cx, &mut table);
+                read_back(&table)
+            },
+        });
+    }
+
+    #[test]
+    fn the_direct_path_writes_what_the_injector_writes() {
+        let mut table = with("traceparent", AMQPValue::LongString("stale".into()));
+        table.insert(
+            "task".into(),
+            AMQPValue::LongString("scan.process_image".into()),
+        );
+        inject_with(&W3cPropagator::new(), &paths::full(), &mut table);
+        let read = |key: &str| FieldTableExtractor(&table).get(key).map(str::to_owned);
+        assert_eq!(paths::read_three(read), paths::full_written());
+        assert!(matches!(
+            table.inner().get("traceparent"),
+            Some(AMQPValue::LongString(_))
+        ));
+        assert_eq!(table.inner().len(), 4, "replaced, and the task kept");
     }
 }

@@ -6,9 +6,14 @@
 //! `None` for it and `get_all` lists every value, which lets the propagator reject two
 //! `traceparent`s and join several `tracestate`s.
 
+use std::borrow::Cow;
+
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::{Context, global};
+
+use crate::W3cPropagator;
+use crate::propagator::{self, ContextCarrier, Field};
 
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
@@ -77,16 +82,73 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
-/// Injects `cx` into `headers` with the global propagator.
-pub fn inject(cx: &Context, headers: &mut HeaderMap) {
-    global::get_text_map_propagator(|p| p.inject_context(cx, &mut HeaderInjector(headers)));
+/// The direct path: one `get_all` walk tells an absent `traceparent` from one or several, and a
+/// single list field is borrowed, not copied.
+impl ContextCarrier for HeaderMap {
+    fn traceparent(&self) -> Field<'_> {
+        let mut values = self.get_all(TRACEPARENT).into_iter();
+        match (values.next(), values.next()) {
+            (None, _) => Field::Absent,
+            (Some(value), None) => Field::One(text(value)),
+            (Some(_), Some(_)) => Field::Repeated,
+        }
+    }
+
+    fn list(&self, key: &str) -> Option<Cow<'_, str>> {
+        let values = match known_name(key) {
+            Some(name) => self.get_all(name),
+            None => self.get_all(key),
+        };
+        let mut values = values.iter();
+        let first = text(values.next()?);
+        let Some(second) = values.next() else {
+            return Some(Cow::Borrowed(first));
+        };
+        let mut joined = [first, text(second)].join(",");
+        for value in values {
+            joined.push(',');
+            joined.push_str(text(value));
+        }
+        Some(Cow::Owned(joined))
+    }
 }
 
-/// Extracts the context carried by `headers` with the global propagator.
+/// Writes what `p` injects for `cx` straight into `headers` as header values, replacing any
+/// there: the `traceparent` is copied from its stack buffer, with no `String` between.
+pub fn inject_with(p: &W3cPropagator, cx: &Context, headers: &mut HeaderMap) {
+    let out = p.outgoing(cx);
+    if let Some(traceparent) = out.traceparent
+        && let Ok(value) = HeaderValue::from_bytes(traceparent.as_bytes())
+    {
+        headers.insert(TRACEPARENT, value);
+    }
+    for (name, value) in [(TRACESTATE, out.tracestate), (BAGGAGE, out.baggage)] {
+        if let Some(value) = value.and_then(|value| HeaderValue::try_from(value).ok()) {
+            headers.insert(name, value);
+        }
+    }
+}
+
+/// Injects `cx` into `headers`: directly with the propagator `init` installed
+/// ([`inject_with`]), before `init` with the global propagator.
+pub fn inject(cx: &Context, headers: &mut HeaderMap) {
+    match propagator::installed() {
+        Some(p) => inject_with(p, cx, headers),
+        None => global::get_text_map_propagator(|p| {
+            p.inject_context(cx, &mut HeaderInjector(headers));
+        }),
+    }
+}
+
+/// Extracts the context carried by `headers`: directly with the propagator `init` installed
+/// ([`W3cPropagator::extract_from`]), before `init` with the global propagator.
 pub fn extract(headers: &HeaderMap) -> Context {
-    global::get_text_map_propagator(|p| {
-        p.extract_with_context(&Context::new(), &HeaderExtractor(headers))
-    })
+    match propagator::installed() {
+        Some(p) => p.extract_from(&Context::new(), headers),
+        None => global::get_text_map_propagator(|p| {
+            p.extract_with_context(&Context::new(), &HeaderExtractor(headers))
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -95,12 +157,17 @@ mod tests {
     use opentelemetry::trace::TraceContextExt;
 
     use super::*;
-    use crate::W3cPropagator;
+    use crate::carrier::paths;
 
     const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
+    /// Extracts by both paths, which must agree.
     fn remote(p: &W3cPropagator, headers: &HeaderMap) -> Context {
-        p.extract_with_context(&Context::new(), &HeaderExtractor(headers))
+        crate::carrier::paths::extract_both(
+            p,
+            |p| p.extract_with_context(&Context::new(), &HeaderExtractor(headers)),
+            |p| p.extract_from(&Context::new(), headers),
+        )
     }
 
     #[test]
@@ -191,24 +258,69 @@ mod tests {
         );
     }
 
+    fn level_2_extract(p: &W3cPropagator, pairs: &[(&str, &str)]) -> Context {
+        let mut headers = HeaderMap::new();
+        for (key, value) in pairs {
+            let value = HeaderValue::from_str(value).expect("a header value");
+            headers.append(HeaderName::from_bytes(key.as_bytes()).expect("name"), value);
+        }
+        remote(p, &headers)
+    }
+
+    fn read_back(headers: &HeaderMap) -> (Option<String>, Option<String>) {
+        let read = |key: &str| HeaderExtractor(headers).get(key).map(str::to_owned);
+        (read("traceparent"), read("tracestate"))
+    }
+
     #[test]
     fn level_2_rules_hold_through_http_headers() {
         crate::carrier::level2::check(&crate::carrier::level2::Carrier {
-            extract: &|p, pairs| {
-                let mut headers = HeaderMap::new();
-                for (key, value) in pairs {
-                    let value = HeaderValue::from_str(value).expect("a header value");
-                    headers.append(HeaderName::from_bytes(key.as_bytes()).expect("name"), value);
-                }
-                remote(p, &headers)
-            },
+            extract: &level_2_extract,
             inject: &|p, cx| {
                 let mut headers = HeaderMap::new();
                 p.inject_context(cx, &mut HeaderInjector(&mut headers));
-                let read = |key: &str| HeaderExtractor(&headers).get(key).map(str::to_owned);
-                (read("traceparent"), read("tracestate"))
+                read_back(&headers)
             },
         });
+        crate::carrier::level2::check(&crate::carrier::level2::Carrier {
+            extract: &level_2_extract,
+            inject: &|p, cx| {
+                let mut headers = HeaderMap::new();
+                inject_with(p, cx, &mut headers);
+                read_back(&headers)
+            },
+        });
+    }
+
+    #[test]
+    fn the_direct_path_writes_what_the_injector_writes() {
+        let mut headers = http_request_headers();
+        inject_with(&W3cPropagator::new(), &paths::full(), &mut headers);
+        let read = |key: &str| HeaderExtractor(&headers).get(key).map(str::to_owned);
+        assert_eq!(paths::read_three(read), paths::full_written());
+        assert_eq!(headers.get_all("traceparent").iter().count(), 1, "replaced");
+        assert_eq!(headers.len(), 4, "the other header is kept");
+    }
+
+    #[test]
+    fn list_fields_are_borrowed_alone_and_joined_when_repeated() {
+        let mut headers = HeaderMap::new();
+        headers.append("tracestate", HeaderValue::from_static("a=1"));
+        assert!(matches!(
+            headers.list("tracestate"),
+            Some(Cow::Borrowed("a=1"))
+        ));
+        headers.append("tracestate", HeaderValue::from_static("b=2"));
+        headers.append("tracestate", HeaderValue::from_static("c=3"));
+        assert_eq!(headers.list("tracestate").as_deref(), Some("a=1,b=2,c=3"));
+        assert_eq!(headers.list("baggage"), None);
+    }
+
+    fn http_request_headers() -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("traceparent", HeaderValue::from_static("stale"));
+        headers.insert("host", HeaderValue::from_static("127.0.0.1:8000"));
+        headers
     }
 
     #[test]

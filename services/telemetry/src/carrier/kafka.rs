@@ -6,9 +6,14 @@
 //! `traceparent` appended is read by its newest context (`tracestate` and `baggage` too; they are
 //! never joined). Keys are case-sensitive; values are UTF-8 text.
 
+use std::borrow::Cow;
+
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::{Context, global};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
+
+use crate::W3cPropagator;
+use crate::propagator::{self, ContextCarrier, Field};
 
 /// Appends context to a record's headers. rdkafka's `OwnedHeaders::insert` takes the headers by
 /// value, so the injector owns them; take them back with [`KafkaInjector::into_headers`].
@@ -38,7 +43,11 @@ impl Injector for KafkaInjector {
 }
 
 /// The keys [`KafkaExtractor`] indexes on construction.
-const KNOWN: [&str; 3] = ["traceparent", "tracestate", "baggage"];
+const KNOWN: [&str; 3] = [
+    propagator::TRACEPARENT,
+    propagator::TRACESTATE,
+    propagator::BAGGAGE,
+];
 
 /// Reads context from record headers.
 ///
@@ -100,18 +109,63 @@ impl<H: Headers + ?Sized> Extractor for KafkaExtractor<'_, H> {
     }
 }
 
-/// Appends `cx` to `headers` with the global propagator.
+/// The direct path: the index built on construction answers each header.
+impl<H: Headers + ?Sized> ContextCarrier for KafkaExtractor<'_, H> {
+    fn traceparent(&self) -> Field<'_> {
+        self.known[0].map_or(Field::Absent, |value| Field::One(text(value)))
+    }
+
+    fn list(&self, key: &str) -> Option<Cow<'_, str>> {
+        self.get(key).map(Cow::Borrowed)
+    }
+}
+
+/// Appends what `p` injects for `cx` to `headers`: librdkafka copies the `traceparent` from its
+/// stack buffer, with no `String` between.
+pub fn inject_with(p: &W3cPropagator, cx: &Context, headers: OwnedHeaders) -> OwnedHeaders {
+    let out = p.outgoing(cx);
+    let mut headers = headers;
+    if let Some(traceparent) = out.traceparent {
+        headers = headers.insert(Header {
+            key: propagator::TRACEPARENT,
+            value: Some(traceparent.as_bytes()),
+        });
+    }
+    for (key, value) in [
+        (propagator::TRACESTATE, out.tracestate),
+        (propagator::BAGGAGE, out.baggage),
+    ] {
+        if let Some(value) = value {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            });
+        }
+    }
+    headers
+}
+
+/// Appends `cx` to `headers`: directly with the propagator `init` installed ([`inject_with`]),
+/// before `init` with the global propagator.
 pub fn inject(cx: &Context, headers: OwnedHeaders) -> OwnedHeaders {
+    if let Some(p) = propagator::installed() {
+        return inject_with(p, cx, headers);
+    }
     let mut injector = KafkaInjector::new(headers);
     global::get_text_map_propagator(|p| p.inject_context(cx, &mut injector));
     injector.into_headers()
 }
 
-/// Extracts the context carried by `headers` with the global propagator.
+/// Extracts the context carried by `headers`: directly with the propagator `init` installed
+/// ([`W3cPropagator::extract_from`]), before `init` with the global propagator.
 pub fn extract<H: Headers + ?Sized>(headers: &H) -> Context {
-    global::get_text_map_propagator(|p| {
-        p.extract_with_context(&Context::new(), &KafkaExtractor::new(headers))
-    })
+    let extractor = KafkaExtractor::new(headers);
+    match propagator::installed() {
+        Some(p) => p.extract_from(&Context::new(), &extractor),
+        None => {
+            global::get_text_map_propagator(|p| p.extract_with_context(&Context::new(), &extractor))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -120,7 +174,7 @@ mod tests {
     use opentelemetry::trace::TraceContextExt;
 
     use super::*;
-    use crate::W3cPropagator;
+    use crate::carrier::paths;
 
     const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     const TP2: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01";
@@ -131,8 +185,13 @@ mod tests {
         })
     }
 
+    /// Extracts by both paths, which must agree.
     fn remote<H: Headers + ?Sized>(p: &W3cPropagator, h: &H) -> Context {
-        p.extract_with_context(&Context::new(), &KafkaExtractor::new(h))
+        paths::extract_both(
+            p,
+            |p| p.extract_with_context(&Context::new(), &KafkaExtractor::new(h)),
+            |p| p.extract_from(&Context::new(), &KafkaExtractor::new(h)),
+        )
     }
 
     #[test]
@@ -199,23 +258,41 @@ mod tests {
         assert!(!cx.has_active_span());
     }
 
+    fn level_2_extract(p: &W3cPropagator, pairs: &[(&str, &str)]) -> Context {
+        let pairs: Vec<(&str, Option<&[u8]>)> = pairs
+            .iter()
+            .map(|(key, value)| (*key, Some(value.as_bytes())))
+            .collect();
+        remote(p, headers(&pairs).as_borrowed())
+    }
+
+    fn read_back(out: &OwnedHeaders) -> (Option<String>, Option<String>) {
+        let read = |key: &str| KafkaExtractor::new(out).get(key).map(str::to_owned);
+        (read("traceparent"), read("tracestate"))
+    }
+
     #[test]
     fn level_2_rules_hold_through_kafka_headers() {
         crate::carrier::level2::check(&crate::carrier::level2::Carrier {
-            extract: &|p, pairs| {
-                let pairs: Vec<(&str, Option<&[u8]>)> = pairs
-                    .iter()
-                    .map(|(key, value)| (*key, Some(value.as_bytes())))
-                    .collect();
-                remote(p, headers(&pairs).as_borrowed())
-            },
+            extract: &level_2_extract,
             inject: &|p, cx| {
                 let mut injector = KafkaInjector::new(OwnedHeaders::new());
                 p.inject_context(cx, &mut injector);
-                let out = injector.into_headers();
-                let read = |key: &str| KafkaExtractor::new(&out).get(key).map(str::to_owned);
-                (read("traceparent"), read("tracestate"))
+                read_back(&injector.into_headers())
             },
         });
+        crate::carrier::level2::check(&crate::carrier::level2::Carrier {
+            extract: &level_2_extract,
+            inject: &|p, cx| read_back(&inject_with(p, cx, OwnedHeaders::new())),
+        });
+    }
+
+    #[test]
+    fn the_direct_path_writes_what_the_injector_writes() {
+        let existing = headers(&[("content-type", Some(b"application/json"))]);
+        let out = inject_with(&W3cPropagator::new(), &paths::full(), existing);
+        let read = |key: &str| KafkaExtractor::new(&out).get(key).map(str::to_owned);
+        assert_eq!(paths::read_three(read), paths::full_written());
+        assert_eq!(out.count(), 4, "appended after the existing header");
     }
 }

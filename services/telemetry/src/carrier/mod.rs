@@ -1,6 +1,14 @@
-//! Carriers: how trace context rides on each transport. One file per carrier, each a small
-//! [`Injector`](opentelemetry::propagation::Injector) / [`Extractor`](opentelemetry::propagation::Extractor)
-//! pair plus `inject` / `extract` helpers that use the global propagator.
+//! Carriers: how trace context rides on each transport. One file per carrier, each with two ways
+//! through it:
+//!
+//! - a small [`Injector`](opentelemetry::propagation::Injector) /
+//!   [`Extractor`](opentelemetry::propagation::Extractor) pair, for any `TextMapPropagator`;
+//! - the direct path: `inject_with` writes what [`crate::W3cPropagator::outgoing`] computed as
+//!   the carrier's own values, and the carrier's [`crate::propagator::ContextCarrier`] lets
+//!   [`crate::W3cPropagator::extract_from`] read it in place.
+//!
+//! The `inject` / `extract` helpers the services call take the direct path with the propagator
+//! `init` installed, and the first way with the global propagator before `init`.
 //!
 //! Every carrier answers [`Extractor::get`](opentelemetry::propagation::Extractor::get) by its
 //! transport's rule for a repeated key (HTTP: no single value; AMQP: keys cannot repeat; Kafka:
@@ -10,6 +18,84 @@
 pub mod amqp;
 pub mod http;
 pub mod kafka;
+
+/// The two ways through each carrier agree: the `Injector`/`Extractor` pair behind
+/// `TextMapPropagator`, and the direct path (`inject_with`, [`crate::W3cPropagator::extract_from`]
+/// over the carrier's [`crate::propagator::ContextCarrier`]).
+#[cfg(test)]
+pub(crate) mod paths {
+    use std::collections::HashMap;
+
+    use opentelemetry::Context;
+    use opentelemetry::baggage::BaggageExt;
+    use opentelemetry::propagation::TextMapPropagator;
+    use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceState};
+    use opentelemetry::{KeyValue, trace};
+
+    use crate::W3cPropagator;
+
+    /// What injecting `cx` writes, by the trait path into a map.
+    fn written(cx: &Context) -> HashMap<String, String> {
+        let mut out = HashMap::new();
+        W3cPropagator::new().inject_context(cx, &mut out);
+        out
+    }
+
+    /// Extracts by the trait path with `p` and by the direct path with a fresh propagator, checks
+    /// both give the same span context and inject the same headers, and that the fresh
+    /// propagator counted what `p` counted; answers the trait path's context.
+    pub(crate) fn extract_both(
+        p: &W3cPropagator,
+        by_trait: impl FnOnce(&W3cPropagator) -> Context,
+        direct: impl FnOnce(&W3cPropagator) -> Context,
+    ) -> Context {
+        let before = p.invalid_contexts();
+        let cx = by_trait(p);
+        let after = p.invalid_contexts();
+        let fresh = W3cPropagator::new();
+        let direct = direct(&fresh);
+        let counted = fresh.invalid_contexts();
+        assert_eq!(
+            (
+                after.traceparent - before.traceparent,
+                after.tracestate - before.tracestate,
+                after.baggage - before.baggage
+            ),
+            (counted.traceparent, counted.tracestate, counted.baggage),
+            "both paths reject the same context"
+        );
+        assert_eq!(direct.span().span_context(), cx.span().span_context());
+        assert_eq!(written(&direct), written(&cx));
+        cx
+    }
+
+    /// A context holding everything injection writes: a sampled span, a `tracestate` and
+    /// `baggage`.
+    pub(crate) fn full() -> Context {
+        let state = TraceState::from_key_value([("congo", "t61rcWkgMzE"), ("rojo", "00f067aa")])
+            .expect("a valid tracestate");
+        Context::new()
+            .with_remote_span_context(SpanContext::new(
+                trace::TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
+                trace::SpanId::from(0x00f0_67aa_0ba9_02b7),
+                TraceFlags::SAMPLED,
+                true,
+                state,
+            ))
+            .with_baggage([KeyValue::new("user", "u-1")])
+    }
+
+    /// The three headers as `read` finds them in a carrier.
+    pub(crate) fn read_three(read: impl Fn(&str) -> Option<String>) -> [Option<String>; 3] {
+        ["traceparent", "tracestate", "baggage"].map(read)
+    }
+
+    /// What [`full`] must write, read back as [`read_three`] does.
+    pub(crate) fn full_written() -> [Option<String>; 3] {
+        let written = written(&full());
+        ["traceparent", "tracestate", "baggage"].map(|key| written.get(key).cloned())
+    }
+}
 
 /// Trace Context Level 2's rules, checked through one carrier by each carrier's tests: a real
 /// SDK span is started under what the carrier carried in, and what it injects is read back.
