@@ -177,6 +177,12 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &args.out {
         println!("wrote {}", dir.join("result.json").display());
     }
+    // The providers flush into the sink as they shut down, so they go first: the other way
+    // round, each flush waited out the exporter's 5 s timeout on a sink that was gone. Shutting
+    // down blocks, so it runs off the runtime's workers, which the embedded sink needs to answer.
+    tokio::task::spawn_blocking(move || drop(guard))
+        .await
+        .context("shutting down telemetry")?;
     if let Some(sink) = collection.sink {
         let _ = sink.shutdown().await;
     }

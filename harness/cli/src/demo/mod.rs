@@ -83,7 +83,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let sink = tb_traces::sink::start(SinkConfig::ephemeral())
         .await
         .context("starting the embedded trace sink")?;
-    let _telemetry = telemetry(&args, sink.grpc_endpoint())?;
+    let telemetry = telemetry(&args, sink.grpc_endpoint())?;
     let (amqp_url, rabbitmq) = crate::run::faults::proxied(&args.amqp_url)
         .await
         .map_err(|why| anyhow::anyhow!("a fault proxy in front of RabbitMQ: {why}"))?;
@@ -115,6 +115,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let errors = pipeline.shutdown().await;
     // The demo's queue is durable, like a run's: deleted, not left on the broker.
     crate::run::delete_queue(&wiring).await;
+    // The providers flush into the sink, so they shut down before it (see `run_scenario` in main.rs).
+    let _ = tokio::task::spawn_blocking(move || drop(telemetry)).await;
     let _ = sink.shutdown().await;
     served.context("serving the page")?;
     if let Some((name, e)) = errors.first() {
