@@ -150,10 +150,13 @@ pub async fn run(
             at_capacity,
         },
         injected,
+        rig,
     ) = load_under_faults(scenario, rig, &target, &trackers, &counted, options.quiet).await?;
     let trends = sampling.stop().await;
     let processes = with_trends(running.usage(target.accepted()), trends, sample_every);
     let children_spans = stop(running, session.feed, &session.wiring).await;
+    // Only now: the services drained through the proxies.
+    drop(rig);
     // A search is judged at its capacity: spans the SDK dropped in the overloaded step after
     // it are not the run's. (Children report their counts only when they exit, so theirs
     // cover it all.) Evictions count to the end: they take away traces of any step.
@@ -335,7 +338,8 @@ async fn open(
 }
 
 /// Drives the scenario while its fault schedule plays; every fault is over before this returns
-/// (the drain after it needs the brokers back). Returns the faults played.
+/// (the drain after it needs the brokers back). Returns the faults played, and the rig, whose
+/// proxies must outlive the services (see [`faults::Playing::stop`]).
 async fn load_under_faults(
     scenario: &Scenario,
     rig: faults::Rig,
@@ -343,11 +347,11 @@ async fn load_under_faults(
     trackers: &CurrentTracker,
     counted: &dyn Fn() -> SpanSummary,
     quiet: bool,
-) -> Result<(Driven, Vec<crate::report::InjectedFault>), RunError> {
+) -> Result<(Driven, Vec<crate::report::InjectedFault>, faults::Rig), RunError> {
     let playing = faults::play(&scenario.faults, rig, quiet)?;
     let driven = load(scenario, target, trackers, counted, quiet).await;
-    let injected = playing.stop().await;
-    Ok((driven?, injected))
+    let (injected, rig) = playing.stop().await;
+    Ok((driven?, injected, rig))
 }
 
 /// What driving the scenario produced.
