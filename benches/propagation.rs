@@ -34,7 +34,7 @@
 //! | extract `-01`, AMQP         | 348.4 ns | 332.1 ns | 411.6 ns | ≤ 80 ns |
 //! | extract `-01`, Kafka        | 277.2 ns | 269.2 ns | 235.9 ns | ≤ 80 ns |
 //!
-//! The AMQP extract's direct figure is noise (it runs 4 % fewer instructions than the trait
+//! The AMQP extract's direct figure is noise (it runs 3 % fewer instructions than the trait
 //! path). Against the SDK on the same machine our inject is 3.4–6.5 times and our extract 1.4–2.4
 //! times faster. An extract's floor is the SDK's own: `with_remote_span_context` allocates the
 //! `Context`'s span, which no path can avoid; without a context nothing is allocated at all.
@@ -42,18 +42,18 @@
 //! A `-02` parent (random, not sampled) costs a note in the `Context` (a map and two `Arc`s),
 //! since the SDK gives a dropped span the flags `00`; `-01` and `-03` need none.
 
+mod fixtures;
+
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use http::{HeaderMap, HeaderValue};
-use lapin::types::{AMQPValue, FieldTable};
+use http::HeaderValue;
 use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry::{Context, global};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::OwnedHeaders;
 use tb_telemetry::W3cPropagator;
 use tb_telemetry::carrier;
 use tb_telemetry::carrier::amqp::{FieldTableExtractor, FieldTableInjector};
@@ -61,70 +61,11 @@ use tb_telemetry::carrier::http::{HeaderExtractor, HeaderInjector};
 use tb_telemetry::carrier::kafka::{KafkaExtractor, KafkaInjector};
 use tb_telemetry::w3c::TraceParent;
 
-const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+use fixtures::{TRACEPARENT, active_context, amqp_headers, http_headers, kafka_headers};
+
 const TRACEPARENT_RANDOM: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03";
 const TRACEPARENT_RANDOM_UNSAMPLED: &str =
     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-02";
-
-/// A context with a sampled remote span, as a service holds while handling a request.
-fn active_context() -> Context {
-    Context::new().with_remote_span_context(SpanContext::new(
-        TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
-        SpanId::from(0x00f0_67aa_0ba9_02b7),
-        TraceFlags::SAMPLED,
-        false,
-        TraceState::NONE,
-    ))
-}
-
-/// Request headers as an HTTP client sends them, plus `traceparent`.
-fn http_headers() -> HeaderMap {
-    let mut h = HeaderMap::new();
-    h.insert("host", HeaderValue::from_static("127.0.0.1:8000"));
-    h.insert("content-type", HeaderValue::from_static("application/json"));
-    h.insert("content-length", HeaderValue::from_static("64"));
-    h.insert("user-agent", HeaderValue::from_static("tracebench"));
-    h.insert("accept", HeaderValue::from_static("*/*"));
-    h.insert("traceparent", HeaderValue::from_static(TRACEPARENT));
-    h
-}
-
-/// Celery protocol v2 headers, plus `traceparent`.
-fn amqp_headers() -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in [
-        ("lang", "py"),
-        ("task", "scan.process_image"),
-        ("id", "6b1d1c4e-4c55-4c1e-9d7e-0c1b9c7f6a21"),
-        ("root_id", "6b1d1c4e-4c55-4c1e-9d7e-0c1b9c7f6a21"),
-        ("parent_id", ""),
-        ("argsrepr", "('6b1d', 'https://img/1.jpg')"),
-        ("kwargsrepr", "{'user_id': 'u-1'}"),
-        ("origin", "gen1@scan-api"),
-        ("traceparent", TRACEPARENT),
-    ] {
-        t.insert(k.into(), AMQPValue::LongString(v.into()));
-    }
-    t.insert("retries".into(), AMQPValue::LongLongInt(0));
-    t
-}
-
-/// Kafka record headers, plus `traceparent`.
-fn kafka_headers() -> OwnedHeaders {
-    OwnedHeaders::new()
-        .insert(Header {
-            key: "content-type",
-            value: Some("application/json"),
-        })
-        .insert(Header {
-            key: "event-type",
-            value: Some("scan.completed"),
-        })
-        .insert(Header {
-            key: "traceparent",
-            value: Some(TRACEPARENT),
-        })
-}
 
 fn traceparent_format(c: &mut Criterion) {
     let mut g = c.benchmark_group("traceparent");

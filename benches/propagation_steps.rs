@@ -16,17 +16,17 @@
 //! `global` is what a service paid before the direct path: the global propagator's lock and
 //! dynamic dispatch, then the `Injector`'s `String`s or the `Extractor`'s lookups. `trait` is our
 //! propagator through `Injector`/`Extractor`; `direct` is the path the services now take
-//! (`inject_with`, `extract_from`). The SDK's `TraceContextPropagator` on a `HashMap` took 4,332
+//! (`inject_with`, `extract_from`). The SDK's `TraceContextPropagator` on a `HashMap` took 4,328
 //! per inject and 3,998 per extract.
 //!
 //! | step                              | global | trait | direct | direct vs global |
 //! |-----------------------------------|--------|-------|--------|------------------|
 //! | inject, HTTP `HeaderMap`          | 1,242  | 1,206 | 1,046  | −16 %            |
-//! | inject, AMQP `FieldTable`         | 1,246  | 1,211 | 1,078  | −13 %            |
+//! | inject, AMQP `FieldTable`         | 1,375  | 1,340 | 1,207  | −12 %            |
 //! | inject, Kafka `OwnedHeaders`¹     | 941    | 908   | 598    | −36 %            |
 //! | extract `-01`, HTTP               | 1,859  | 1,819 | 1,658  | −11 %            |
 //! | extract, HTTP, no context at all  | 956    | 916   | 510    | −47 %            |
-//! | extract `-01`, AMQP               | 1,723  | 1,683 | 1,616  | −6 %             |
+//! | extract `-01`, AMQP               | 2,031  | 1,991 | 1,930  | −5 %             |
 //! | extract `-01`, Kafka              | 1,736  | 1,685 | 1,541  | −11 %            |
 //!
 //! ¹ Less the 411 instructions of the fresh `OwnedHeaders` each operation needs.
@@ -37,83 +37,31 @@
 //! share is the SDK's `Context`, which puts the remote span in an `Arc` (one allocation and its
 //! free, `tests/allocations.rs` in tb-telemetry counts it) that no path can avoid.
 
+mod fixtures;
+
 use std::hint::black_box;
 
-use http::{HeaderMap, HeaderValue};
-use lapin::types::{AMQPValue, FieldTable};
 use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry::trace::TraceContextExt;
 use opentelemetry::{Context, global};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::OwnedHeaders;
 use tb_telemetry::W3cPropagator;
 use tb_telemetry::carrier;
 use tb_telemetry::carrier::amqp::{FieldTableExtractor, FieldTableInjector};
 use tb_telemetry::carrier::http::{HeaderExtractor, HeaderInjector};
 use tb_telemetry::carrier::kafka::{KafkaExtractor, KafkaInjector};
 
+use fixtures::{TRACEPARENT, active_context, amqp_headers, http_headers, kafka_headers};
+
 /// Operations per step.
 const N: usize = 10_000;
 
-const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-
-fn active_context() -> Context {
-    Context::new().with_remote_span_context(SpanContext::new(
-        TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
-        SpanId::from(0x00f0_67aa_0ba9_02b7),
-        TraceFlags::SAMPLED,
-        false,
-        TraceState::NONE,
-    ))
-}
-
-fn http_headers(traceparent: bool) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    for (name, value) in [
-        ("host", "127.0.0.1:8000"),
-        ("content-type", "application/json"),
-        ("content-length", "64"),
-        ("user-agent", "tracebench"),
-        ("accept", "*/*"),
-    ] {
-        h.insert(name, HeaderValue::from_static(value));
-    }
-    if traceparent {
-        h.insert("traceparent", HeaderValue::from_static(TRACEPARENT));
-    }
-    h
-}
-
-fn amqp_headers() -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in [
-        ("lang", "py"),
-        ("task", "scan.process_image"),
-        ("id", "6b1d1c4e-4c55-4c1e-9d7e-0c1b9c7f6a21"),
-        ("root_id", "6b1d1c4e-4c55-4c1e-9d7e-0c1b9c7f6a21"),
-        ("parent_id", ""),
-        ("origin", "gen1@scan-api"),
-        ("traceparent", TRACEPARENT),
-    ] {
-        t.insert(k.into(), AMQPValue::LongString(v.into()));
-    }
-    t
-}
-
-fn kafka_headers() -> OwnedHeaders {
-    OwnedHeaders::new()
-        .insert(Header {
-            key: "content-type",
-            value: Some("application/json"),
-        })
-        .insert(Header {
-            key: "event-type",
-            value: Some("scan.completed"),
-        })
-        .insert(Header {
-            key: "traceparent",
-            value: Some(TRACEPARENT),
-        })
+/// Request headers without any trace context.
+fn http_headers_absent() -> http::HeaderMap {
+    let mut headers = http_headers();
+    headers.remove("traceparent");
+    headers
 }
 
 /// One step: `op` run [`N`] times, in a function callgrind can name.
@@ -148,17 +96,17 @@ step!(
 );
 step!(
     inject_http_global,
-    (active_context(), http_headers(true)),
+    (active_context(), http_headers()),
     |s| global::get_text_map_propagator(|p| p.inject_context(&s.0, &mut HeaderInjector(&mut s.1)))
 );
 step!(
     inject_http_trait,
-    (ours(), active_context(), http_headers(true)),
+    (ours(), active_context(), http_headers()),
     |s| s.0.inject_context(&s.1, &mut HeaderInjector(&mut s.2))
 );
 step!(
     inject_http_direct,
-    (ours(), active_context(), http_headers(true)),
+    (ours(), active_context(), http_headers()),
     |s| carrier::http::inject_with(&s.0, &s.1, &mut s.2)
 );
 step!(
@@ -205,32 +153,32 @@ step!(
     ),
     |s| s.0.extract_with_context(&Context::new(), &s.1)
 );
-step!(extract_http_global, http_headers(true), |s| {
+step!(extract_http_global, http_headers(), |s| {
     global::get_text_map_propagator(|p| {
         p.extract_with_context(&Context::new(), &HeaderExtractor(&s))
     })
 });
-step!(extract_http_trait, (ours(), http_headers(true)), |s| s
+step!(extract_http_trait, (ours(), http_headers()), |s| s
     .0
     .extract_with_context(&Context::new(), &HeaderExtractor(&s.1)));
-step!(extract_http_direct, (ours(), http_headers(true)), |s| s
+step!(extract_http_direct, (ours(), http_headers()), |s| s
     .0
     .extract_from(&Context::new(), &s.1));
-step!(extract_http_absent_global, http_headers(false), |s| {
+step!(extract_http_absent_global, http_headers_absent(), |s| {
     global::get_text_map_propagator(|p| {
         p.extract_with_context(&Context::new(), &HeaderExtractor(&s))
     })
 });
 step!(
     extract_http_absent_trait,
-    (ours(), http_headers(false)),
+    (ours(), http_headers_absent()),
     |s| s
         .0
         .extract_with_context(&Context::new(), &HeaderExtractor(&s.1))
 );
 step!(
     extract_http_absent_direct,
-    (ours(), http_headers(false)),
+    (ours(), http_headers_absent()),
     |s| s.0.extract_from(&Context::new(), &s.1)
 );
 step!(extract_amqp_global, amqp_headers(), |s| {
@@ -269,7 +217,7 @@ fn main() {
     global::set_text_map_propagator(W3cPropagator::new());
     // Every path extracts the same parent.
     let expected = active_context().span().span_context().trace_id();
-    let direct = ours().extract_from(&Context::new(), &http_headers(true));
+    let direct = ours().extract_from(&Context::new(), &http_headers());
     assert_eq!(direct.span().span_context().trace_id(), expected);
 
     inject_sdk_hashmap();
