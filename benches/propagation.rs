@@ -13,8 +13,8 @@
 //! Last results — `cargo bench -p tb-benches --bench propagation`, criterion's median estimate,
 //! 2 vCPU AMD EPYC VM (rust-svc kind), rustc 1.95.0, 2026-12-02, with the other work on the
 //! machine stopped for the run. This VM is about three times slower than the 2026-12-01 one
-//! (the SDK's inject took 227 ns there, 675 here) and noisy: `-01` and `-03` cost the same
-//! instructions, yet their extracts measured 314 and 224 ns in one run. So the goals cannot be
+//! (the SDK's inject took 227 ns there, 675 here) and noisy: `-01` and `-03` take the same
+//! code path (neither needs a note), yet their extracts measured 314 and 224 ns in one run. So the goals cannot be
 //! judged here in nanoseconds; `propagation_steps.rs` has the same steps in instructions, which
 //! do not move with the machine.
 //!

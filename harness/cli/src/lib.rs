@@ -59,6 +59,25 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     }
 }
 
+/// Shuts down the services' span providers, then the embedded sink they flush into. The other
+/// way round, each provider's last flush waited out the exporter's 5 s timeout on a sink that
+/// was gone. A provider's shutdown blocks, so it runs off the runtime's workers, which the sink
+/// needs to answer.
+///
+/// # Errors
+///
+/// When dropping the providers panicked; the sink is shut down all the same.
+pub async fn shut_down_telemetry(
+    telemetry: tb_telemetry::TelemetryGuard,
+    sink: Option<tb_traces::sink::RunningSink>,
+) -> Result<(), tokio::task::JoinError> {
+    let providers = tokio::task::spawn_blocking(move || drop(telemetry)).await;
+    if let Some(sink) = sink {
+        let _ = sink.shutdown().await;
+    }
+    providers
+}
+
 /// `path` opened for appending JSON log lines (created when missing), shared by the threads
 /// that log: `--log-file` of `tracebench service` and `tracebench demo`.
 ///

@@ -177,15 +177,9 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &args.out {
         println!("wrote {}", dir.join("result.json").display());
     }
-    // The providers flush into the sink as they shut down, so they go first: the other way
-    // round, each flush waited out the exporter's 5 s timeout on a sink that was gone. Shutting
-    // down blocks, so it runs off the runtime's workers, which the embedded sink needs to answer.
-    tokio::task::spawn_blocking(move || drop(guard))
+    tracebench::shut_down_telemetry(guard, collection.sink)
         .await
         .context("shutting down telemetry")?;
-    if let Some(sink) = collection.sink {
-        let _ = sink.shutdown().await;
-    }
     Ok(if result.passed {
         ExitCode::SUCCESS
     } else {

@@ -172,11 +172,23 @@ fn field<'a>(extractor: &'a dyn Extractor, key: &str) -> Field<'a> {
 /// `get_all` answers by the carrier's rule (HTTP: every field line; Kafka: the last header;
 /// AMQP: the one entry) and, for an absent key, in one lookup without allocating.
 fn list_field<'a>(extractor: &'a dyn Extractor, key: &str) -> Option<Cow<'a, str>> {
-    match extractor.get_all(key)?.as_slice() {
-        [] => None,
-        [one] => Some(Cow::Borrowed(*one)),
-        many => Some(Cow::Owned(many.join(","))),
+    joined(extractor.get_all(key)?)
+}
+
+/// The fields of a list-valued header as one value: `None` for none, the one field borrowed,
+/// several joined with `,` (RFC 7230 §3.2.2).
+pub(crate) fn joined<'a>(fields: impl IntoIterator<Item = &'a str>) -> Option<Cow<'a, str>> {
+    let mut fields = fields.into_iter();
+    let first = fields.next()?;
+    let Some(second) = fields.next() else {
+        return Some(Cow::Borrowed(first));
+    };
+    let mut all = [first, second].join(",");
+    for field in fields {
+        all.push(',');
+        all.push_str(field);
     }
+    Some(Cow::Owned(all))
 }
 
 /// The header values injection writes for a context, computed once; each carrier writes them

@@ -115,9 +115,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let errors = pipeline.shutdown().await;
     // The demo's queue is durable, like a run's: deleted, not left on the broker.
     crate::run::delete_queue(&wiring).await;
-    // The providers flush into the sink, so they shut down before it (see `run_scenario` in main.rs).
-    let _ = tokio::task::spawn_blocking(move || drop(telemetry)).await;
-    let _ = sink.shutdown().await;
+    let _ = crate::shut_down_telemetry(telemetry, Some(sink)).await;
     served.context("serving the page")?;
     if let Some((name, e)) = errors.first() {
         anyhow::bail!("{name} stopped with an error: {e}");

@@ -265,8 +265,8 @@ pub(super) fn play(
 
 impl Playing {
     /// Stops the schedule (the load is over), ends any fault still on, and returns the faults
-    /// played to the end with the rig. The caller keeps the rig until the services have
-    /// stopped: they reach RabbitMQ and the APIs through its proxies, and a proxy dropped
+    /// played to the end with the rig, which must outlive the services (the run's `stop` drops
+    /// it after them): they reach RabbitMQ and the APIs through its proxies, and a proxy dropped
     /// resets its connections and refuses new ones, so a service still draining would wait
     /// for its broker forever.
     pub(super) async fn stop(self) -> (Vec<InjectedFault>, Rig) {
@@ -281,51 +281,31 @@ impl Playing {
 mod tests {
     use std::time::Duration;
 
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
 
-    /// An upstream that echoes what it reads, on a free loopback port.
-    async fn echo() -> SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 64];
-                    while let Ok(n @ 1..) = s.read(&mut buf).await {
-                        if s.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
-        addr
-    }
-
-    async fn echoes(addr: &str) -> bool {
-        let Ok(mut stream) = TcpStream::connect(addr).await else {
+    /// Whether a connection to `addr` reaches `upstream`: the proxy connects on through only
+    /// while it forwards.
+    async fn reaches(addr: &str, upstream: &TcpListener) -> bool {
+        let Ok(_client) = TcpStream::connect(addr).await else {
             return false;
         };
-        let mut back = [0u8; 4];
-        stream.write_all(b"ping").await.is_ok()
-            && tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut back))
-                .await
-                .is_ok_and(|r| r.is_ok())
-            && &back == b"ping"
+        tokio::time::timeout(Duration::from_secs(5), upstream.accept())
+            .await
+            .is_ok_and(|accepted| accepted.is_ok())
     }
 
     #[tokio::test]
     async fn the_proxies_outlive_the_schedule_until_the_rig_is_dropped() {
-        let upstream = echo().await;
+        let upstream = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let at = upstream.local_addr().expect("addr");
         let schedule = [ScheduledFault {
             at: Duration::ZERO,
             lasts: Duration::from_millis(20),
             fault: Fault::Outage(FaultHop::Rabbitmq),
         }];
-        let (url, proxy) = rabbitmq(&schedule, &format!("amqp://guest:guest@{upstream}/%2f"))
+        let (url, proxy) = rabbitmq(&schedule, &format!("amqp://guest:guest@{at}/%2f"))
             .await
             .expect("a proxy");
         let addr = url
@@ -341,8 +321,14 @@ mod tests {
         let (injected, rig) = playing.stop().await;
         assert_eq!(injected.len(), 1);
         // The load is over, the services not yet stopped: they still reach RabbitMQ.
-        assert!(echoes(&addr).await, "the proxy forwards after the schedule");
+        assert!(
+            reaches(&addr, &upstream).await,
+            "the proxy forwards after the schedule"
+        );
         drop(rig);
-        assert!(!echoes(&addr).await, "a dropped proxy forwards nothing");
+        assert!(
+            !reaches(&addr, &upstream).await,
+            "a dropped proxy forwards nothing"
+        );
     }
 }

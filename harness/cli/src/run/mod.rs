@@ -154,22 +154,19 @@ pub async fn run(
     ) = load_under_faults(scenario, rig, &target, &trackers, &counted, options.quiet).await?;
     let trends = sampling.stop().await;
     let processes = with_trends(running.usage(target.accepted()), trends, sample_every);
-    let children_spans = stop(running, session.feed, &session.wiring).await;
-    // Only now: the services drained through the proxies.
-    drop(rig);
+    let children_spans = stop(running, session.feed, &session.wiring, rig).await;
     // A search is judged at its capacity: spans the SDK dropped in the overloaded step after
     // it are not the run's. (Children report their counts only when they exit, so theirs
     // cover it all.) Evictions count to the end: they take away traces of any step.
     let mut span_counts = at_capacity.unwrap_or_else(counted);
     span_counts.add(children_spans);
     span_counts.evicted = spans.evicted();
-    let probe = target.take().1;
     let verifying = Instant::now();
     let (traces, critical) = traces::verify_traces(
         scenario,
         &scans,
         &spans,
-        probe.as_deref(),
+        target.take().1.as_deref(),
         &unjudged,
         span_counts.maybe_lost(),
     )
@@ -282,7 +279,7 @@ pub async fn measure(
         .collect();
     let scans_total = target.accepted();
     drop(target.take());
-    let spans = stop(running, session.feed, &session.wiring).await;
+    let spans = stop(running, session.feed, &session.wiring, session.proxies).await;
     Ok(Measured {
         load,
         cpu,
@@ -401,10 +398,17 @@ async fn load(
     }
 }
 
-/// Stops the services (each drains first), the completion feed and the run's queue; returns
-/// the span counts the children reported.
-async fn stop(running: Running, feed: tokio::task::JoinHandle<()>, wiring: &Wiring) -> SpanSummary {
+/// Stops the services (each drains first), then the fault proxies they drained through (see
+/// [`faults::Playing::stop`]), the completion feed and the run's queue; returns the span counts
+/// the children reported.
+async fn stop(
+    running: Running,
+    feed: tokio::task::JoinHandle<()>,
+    wiring: &Wiring,
+    proxies: faults::Rig,
+) -> SpanSummary {
     let (errors, children_spans) = running.shutdown().await;
+    drop(proxies);
     for (service, e) in errors {
         eprintln!("tracebench: {service} stopped with an error: {e}");
     }

@@ -99,17 +99,7 @@ impl ContextCarrier for HeaderMap {
             Some(name) => self.get_all(name),
             None => self.get_all(key),
         };
-        let mut values = values.iter();
-        let first = text(values.next()?);
-        let Some(second) = values.next() else {
-            return Some(Cow::Borrowed(first));
-        };
-        let mut joined = [first, text(second)].join(",");
-        for value in values {
-            joined.push(',');
-            joined.push_str(text(value));
-        }
-        Some(Cow::Owned(joined))
+        propagator::joined(values.iter().map(text))
     }
 }
 
@@ -163,7 +153,7 @@ mod tests {
 
     /// Extracts by both paths, which must agree.
     fn remote(p: &W3cPropagator, headers: &HeaderMap) -> Context {
-        crate::carrier::paths::extract_both(
+        paths::extract_both(
             p,
             |p| p.extract_with_context(&Context::new(), &HeaderExtractor(headers)),
             |p| p.extract_from(&Context::new(), headers),
