@@ -526,7 +526,7 @@ fn the_seed_pipeline_reads_the_same_bottlenecks_as_the_design() {
 }
 
 #[test]
-fn a_capacity_search_stops_at_the_first_rate_that_does_not_hold() {
+fn a_capacity_search_stops_at_a_rate_that_does_not_hold_twice() {
     let dir = scratch("search");
     let file = dir.join("search.yaml");
     // 10, 20, 30 scans/s hold easily; the p99 bound is far above a 50 ms scan.
@@ -550,17 +550,23 @@ fn a_capacity_search_stops_at_the_first_rate_that_does_not_hold() {
             .all(|s| s["passed"] == true && s["scans"]["lost"] == 0)
     );
 
-    // A bound no scan can meet: the first rate does not hold, the search stops there, exit 1.
+    // A bound no scan can meet: the first rate does not hold, nor its second try; the search
+    // would step down, but the scenario's 5 s leave no time for it. No rate held: exit 1.
     let strict = std::fs::read_to_string(file)
         .expect("read")
-        .replace("max_p99_ms: 2000", "max_p99_ms: 1");
+        .replace("max_p99_ms: 2000", "max_p99_ms: 1")
+        .replace("duration: 1m", "duration: 5s");
     std::fs::write(file, strict).expect("scenario written");
-    let (_, result) = run_file(file, &out, &[], &[], 1);
+    let (stdout, result) = run_file(file, &out, &[], &[], 1);
     assert_eq!(result["capacity"]["max_rate"], serde_json::Value::Null);
+    let steps = result["capacity"]["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 2, "{steps:?}");
     assert_eq!(
-        result["capacity"]["steps"].as_array().map(Vec::len),
-        Some(1)
+        (steps[0]["rate"].as_f64(), steps[1]["rate"].as_f64()),
+        (Some(10.0), Some(10.0))
     );
+    assert_eq!(steps[1]["retry"], true, "the second try is marked");
+    assert!(stdout.contains("did not hold (again)"), "{stdout}");
 }
 
 #[test]

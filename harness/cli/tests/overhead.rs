@@ -9,8 +9,8 @@ use std::path::Path;
 use common::{report_html, scratch, tracebench};
 
 /// The overhead bench finds a known cost again (`scenarios/overhead-self-test.yaml`): an arm
-/// charged 1000 µs of CPU per span against its twin without, five interleaved repeats each,
-/// every service its own process. The recovered cost must be within ±10 % (the bench's own
+/// charged 1000 µs of CPU per span against its twin without, five rounds of every arm, every
+/// service its own process. The recovered cost must be within ±10 % (the bench's own
 /// self-test), and `overhead.json`, the table and the HTML page must say so. (The cost is
 /// large on purpose: a repeat's CPU per scan varies by ±5 % from run to run in this debug build;
 /// 20 ms a scan stands well clear of that.)

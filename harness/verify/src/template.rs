@@ -255,7 +255,7 @@ impl Template {
         Ok(())
     }
 
-    /// The seed pipeline's tree (see `../shared/seed-pipeline.md`), with the consumers'
+    /// The seed pipeline's tree (see `docs/design.md`), with the consumers'
     /// relation to their producers as the scenario configures it. A failed attempt republishes
     /// the task (`publish scan.tasks*` under `process_image`), whose child is the next attempt.
     pub fn seed_pipeline(relation: Relation) -> Self {

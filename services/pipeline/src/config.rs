@@ -16,7 +16,7 @@ use tb_worker::WorkerConfig;
 
 use crate::SERVICES;
 
-/// The seed design's simulated times (`../shared/seed-pipeline.md`), before a time scale. The
+/// The seed design's simulated times (`docs/design.md`), before a time scale. The
 /// mocks' latency distributions (Vision ≈ 1900 ms, LLM ≈ 400 ms + 100 × 20 ms) are their own
 /// defaults in `tb-mocks`.
 pub mod seed {

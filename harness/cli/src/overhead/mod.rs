@@ -1,6 +1,7 @@
 //! `tracebench overhead`: what tracing costs the system under test. Every arm of the ladder
 //! (a sampler and an exporter) runs the pipeline as child processes at one offered rate, a
-//! number of times, interleaved in an order the seed shuffles; each repeat measures the CPU
+//! number of times, in rounds: every arm once a round, in an order the seed shuffles anew for
+//! each round (see [`stats`] for why arms are compared inside a round); each repeat measures the CPU
 //! time every service process spent on its scans, apart from the load generator (this process)
 //! and the trace sink (a process of its own). The statistics say how far each arm is from
 //! `off` (no SDK at all) and whether the bench can tell it from its own noise.
@@ -34,7 +35,7 @@ use schema::{
     ArmResult, Diff, Machine, OVERHEAD_SCHEMA_VERSION, OverheadResult, PerHop, RepeatResult,
     SelfTest, TOTAL,
 };
-use stats::{Spread, diff_ci95, median};
+use stats::{Spread, median, median_ci95, paired};
 
 /// scan-api's service name (`tb_scan_api::SERVICE`, which this crate does not depend on).
 const SCAN_API: &str = "scan-api";
@@ -67,11 +68,11 @@ pub enum OverheadError {
     /// The sink process did not start or answer.
     #[error("the trace sink process: {0}")]
     Sink(String),
-    /// The `off` arm held at no rate of the search.
+    /// The `off` arm held at no rate of the search, down to its lowest step.
     #[error(
-        "the off arm held at no rate of the search (from {0}/s): lower overhead.search.from or give overhead.rate"
+        "the off arm held at no rate of the search (from {0}/s, each tried twice, then halved {1} times): give overhead.rate"
     )]
-    NoSaturation(f64),
+    NoSaturation(f64, u32),
 }
 
 /// Runs the ladder of `scenario.overhead` and writes `overhead.json` into `options.out`:
@@ -177,9 +178,8 @@ async fn off_saturation(
     let mut s = scenario.clone();
     s.tracing.sampling = Sampling::Off;
     s.warmup = Duration::ZERO;
-    let steps = search.rates().count() as u32;
     // Each step is held, then drained; the budget only stops a runaway search.
-    s.duration = (search.hold + Duration::from_secs(5)) * steps.max(1) * 2;
+    s.duration = (search.hold + Duration::from_secs(5)) * crate::run::most_search_steps(&search);
     s.search = Some(search);
     let run_options = RunOptions {
         out: Some(options.out.join("saturation")),
@@ -196,7 +196,10 @@ async fn off_saturation(
     result
         .capacity
         .and_then(|c| c.max_rate)
-        .ok_or(OverheadError::NoSaturation(search.from))
+        .ok_or(OverheadError::NoSaturation(
+            search.from,
+            crate::run::SEARCH_HALVINGS,
+        ))
 }
 
 /// What every repeat of the ladder shares.
@@ -212,11 +215,11 @@ struct Ladder<'a> {
 }
 
 impl Ladder<'_> {
-    /// Every repeat in the shuffled order: each arm's repeats (by arm index), and the labels
-    /// (`arm#repeat`) in the order they ran.
+    /// Every repeat in the order of [`round_order`]: each arm's repeats (by arm index, repeat
+    /// `r` from round `r`), and the labels (`arm#repeat`) in the order they ran.
     async fn run_repeats(&self) -> Result<(Vec<Vec<RepeatResult>>, Vec<String>), OverheadError> {
         let arms = &self.scenario.overhead.arms;
-        let order = shuffled_order(
+        let order = round_order(
             arms.len(),
             self.scenario.overhead.repeats,
             self.scenario.seed,
@@ -285,22 +288,21 @@ impl Ladder<'_> {
     }
 }
 
-/// The order of the repeats: every `(arm, repeat)` pair, shuffled by `seed` (Fisher–Yates),
-/// so drift over the run (a warming machine, a neighbour) spreads over every arm alike.
-pub fn shuffled_order(arms: usize, repeats: u32, seed: u64) -> Vec<(usize, u32)> {
-    let mut order: Vec<(usize, u32)> = (0..repeats)
-        .flat_map(|r| (0..arms).map(move |a| (a, r)))
-        .collect();
+/// The order of the repeats: `repeats` rounds, each running every arm once in an order `seed`
+/// shuffles anew for that round (Fisher–Yates); an arm's repeat `r` runs in round `r`. Drift
+/// over the ladder (a warming machine, a neighbour) then moves every arm of a round alike, and
+/// a comparison inside a round leaves it out (see [`stats`]); the shuffle keeps a fixed arm
+/// from always running first in its round.
+pub fn round_order(arms: usize, repeats: u32, seed: u64) -> Vec<(usize, u32)> {
     let mut rng = StdRng::seed_from_u64(seed);
-    for i in (1..order.len()).rev() {
-        let j = rng.random_range(0..=i);
-        order.swap(i, j);
-    }
-    // Each arm's repeats keep their numbers in the order they run.
-    let mut next = vec![0u32; arms];
-    for (a, r) in &mut order {
-        *r = next[*a];
-        next[*a] += 1;
+    let mut order = Vec::with_capacity(arms * repeats as usize);
+    for r in 0..repeats {
+        let mut round: Vec<usize> = (0..arms).collect();
+        for i in (1..round.len()).rev() {
+            let j = rng.random_range(0..=i);
+            round.swap(i, j);
+        }
+        order.extend(round.into_iter().map(|a| (a, r)));
     }
     order
 }
@@ -478,7 +480,7 @@ fn arm_result(
         services
             .iter()
             .filter(|s| *s != TOTAL)
-            .map(|s| (s.clone(), median(&cpu_of(&rs, s)) - median(&cpu_of(b, s))))
+            .map(|s| (s.clone(), median(&paired(&cpu_of(&rs, s), &cpu_of(b, s)))))
             .collect()
     });
     let pick = |f: fn(&RepeatResult) -> f64| Spread::of(&rs.iter().map(f).collect::<Vec<_>>());
@@ -507,11 +509,13 @@ fn arm_result(
     }
 }
 
-/// `own`'s median minus `base`'s, with its bootstrap interval (seeded by `seed`).
+/// `own` against `base`, round by round: the median of the paired differences, with its
+/// bootstrap interval (seeded by `seed`).
 fn diff(own: &[f64], base: &[f64], seed: u64) -> Diff {
     let base_median = median(base);
-    let diff = median(own) - base_median;
-    let (lo, hi) = diff_ci95(own, base, seed);
+    let differences = paired(own, base);
+    let diff = median(&differences);
+    let (lo, hi) = median_ci95(&differences, seed);
     Diff {
         diff,
         ci95: [lo, hi],
@@ -555,9 +559,10 @@ fn per_hop(arms: &[Arm], results: &[ArmResult]) -> Option<PerHop> {
     })
 }
 
-/// Every arm with a synthetic cost against the arm alike in all but that.
+/// Every arm with a synthetic cost against the arm alike in all but that, round by round: the
+/// median of the paired differences in total CPU per scan, over the spans per scan.
 fn self_tests(arms: &[Arm], results: &[ArmResult]) -> Vec<SelfTest> {
-    let median_total = |r: &ArmResult| r.cpu_us_per_scan.get(TOTAL).map_or(0.0, |s| s.median);
+    let totals = |r: &ArmResult| cpu_of(&r.repeats, TOTAL);
     arms.iter()
         .zip(results)
         .filter(|(a, _)| !a.synthetic_span_cost.is_zero())
@@ -568,8 +573,8 @@ fn self_tests(arms: &[Arm], results: &[ArmResult]) -> Vec<SelfTest> {
                     && b.exporter == a.exporter
             })?;
             let expected = a.synthetic_span_cost.as_secs_f64() * 1e6;
-            let recovered =
-                (median_total(r) - median_total(twin)) / r.spans_per_scan.max(f64::MIN_POSITIVE);
+            let added = median(&paired(&totals(r), &totals(twin)));
+            let recovered = added / r.spans_per_scan.max(f64::MIN_POSITIVE);
             let error_pct = (recovered / expected - 1.0) * 100.0;
             Some(SelfTest {
                 arm: r.name.clone(),
@@ -671,17 +676,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_repeat_runs_once_in_a_seeded_shuffle() {
-        let order = shuffled_order(3, 4, 9);
+    fn every_arm_runs_once_a_round_in_a_seeded_shuffle() {
+        let order = round_order(3, 4, 9);
         assert_eq!(order.len(), 12);
-        for a in 0..3 {
-            let rs: Vec<u32> = order.iter().filter(|(x, _)| *x == a).map(|p| p.1).collect();
-            assert_eq!(rs, [0, 1, 2, 3], "numbered in running order");
+        for (r, round) in order.chunks(3).enumerate() {
+            assert!(
+                round.iter().all(|p| p.1 as usize == r),
+                "round {r}: {round:?}"
+            );
+            let mut arms: Vec<usize> = round.iter().map(|p| p.0).collect();
+            arms.sort_unstable();
+            assert_eq!(arms, [0, 1, 2], "every arm once in round {r}");
         }
-        assert_eq!(order, shuffled_order(3, 4, 9));
-        assert_ne!(order, shuffled_order(3, 4, 10));
-        let blocked: Vec<(usize, u32)> = (0..4).flat_map(|r| (0..3).map(move |a| (a, r))).collect();
-        assert_ne!(order, blocked, "interleaved, not arm after arm in rounds");
+        assert_eq!(order, round_order(3, 4, 9));
+        assert_ne!(order, round_order(3, 4, 10));
+        let fixed: Vec<(usize, u32)> = (0..4).flat_map(|r| (0..3).map(move |a| (a, r))).collect();
+        assert_ne!(
+            order, fixed,
+            "shuffled within the rounds, not the arms' order each time"
+        );
     }
 
     #[test]

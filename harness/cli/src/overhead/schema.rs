@@ -39,7 +39,7 @@ pub struct OverheadResult {
     pub duration_s: f64,
     /// How the confidence intervals are computed.
     pub ci_method: String,
-    /// `arm#repeat` in the order they ran (shuffled by the seed).
+    /// `arm#repeat` in the order they ran: in rounds, each shuffled by the seed.
     pub order: Vec<String>,
     /// The arms, in the scenario's order.
     pub arms: Vec<ArmResult>,

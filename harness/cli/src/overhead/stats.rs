@@ -1,13 +1,21 @@
 //! The statistics of the overhead ladder: medians and interquartile ranges of an arm's repeats,
-//! and a percentile-bootstrap 95 % confidence interval for the difference of two arms' medians.
+//! and the difference between two arms as the median of their paired differences, with a
+//! percentile-bootstrap 95 % confidence interval.
 //!
-//! Why the bootstrap: repeats are few (5 by default) and CPU time per scan is not normal (a
-//! repeat that lands on a noisy neighbour is an outlier on one side), so a t-interval on means
-//! would be both fragile and wrong-shaped. Medians resist the outlier; resampling each arm's
-//! repeats with replacement and taking the 2.5th and 97.5th percentiles of the resampled
-//! difference makes no assumption about the shape. With five repeats the interval is coarse
-//! (it can only take values the repeats allow) and errs wide, which is the safe side for
-//! "within noise". The resampling is seeded, so a result file is reproducible from its data.
+//! Why pairs: the repeats run in rounds, every arm once a round in a shuffled order, and the
+//! machine drifts over a ladder. On this project's 2-vCPU VMs the `off` arm's CPU per scan rose
+//! by 29 % from its first repeat to its last within three minutes
+//! (`scenarios/overhead-self-test.yaml`, 2026-12-07). Compared as two medians, an arm whose
+//! repeats happened to run late carried that drift as overhead: the self-test once recovered
+//! 1,180 µs of a 1,000 µs cost. Differences taken inside a round, between repeats a few seconds
+//! apart, leave the drift out; their median resists the round that lands on a noisy neighbour.
+//!
+//! Why the bootstrap: repeats are few (5 by default) and CPU time per scan is not normal, so a
+//! t-interval on means would be both fragile and wrong-shaped. Resampling the rounds with
+//! replacement and taking the 2.5th and 97.5th percentiles of the resampled median makes no
+//! assumption about the shape. With five rounds the interval is coarse (it can only take values
+//! the rounds allow) and errs wide, which is the safe side for "within noise". The resampling is
+//! seeded, so a result file is reproducible from its data.
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -17,7 +25,8 @@ use serde::{Deserialize, Serialize};
 pub const RESAMPLES: usize = 10_000;
 
 /// The name of the interval method, as written into the results.
-pub const METHOD: &str = "percentile bootstrap of the difference of medians, 10000 resamples";
+pub const METHOD: &str =
+    "percentile bootstrap of the median of differences paired by round, 10000 resamples";
 
 /// A sample's median and spread.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -57,23 +66,29 @@ pub fn median(values: &[f64]) -> f64 {
     quantile(values, 0.5)
 }
 
-/// The 95 % interval of `median(a) - median(b)`, from [`RESAMPLES`] resamples of each
-/// seeded by `seed`.
-pub fn diff_ci95(a: &[f64], b: &[f64], seed: u64) -> (f64, f64) {
-    if a.is_empty() || b.is_empty() {
+/// `a[i] - b[i]` for every round both have: the differences a paired comparison reads.
+pub fn paired(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| x - y).collect()
+}
+
+/// The 95 % interval of the median of `differences` (see [`paired`]), from [`RESAMPLES`]
+/// resamples of the rounds, seeded by `seed`.
+pub fn median_ci95(differences: &[f64], seed: u64) -> (f64, f64) {
+    if differences.is_empty() {
         return (0.0, 0.0);
     }
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut resample = |values: &[f64], into: &mut Vec<f64>| {
-        into.clear();
-        into.extend((0..values.len()).map(|_| values[rng.random_range(0..values.len())]));
-        median(into)
-    };
-    let (mut ra, mut rb) = (Vec::new(), Vec::new());
-    let diffs: Vec<f64> = (0..RESAMPLES)
-        .map(|_| resample(a, &mut ra) - resample(b, &mut rb))
+    let mut resampled = Vec::with_capacity(differences.len());
+    let medians: Vec<f64> = (0..RESAMPLES)
+        .map(|_| {
+            resampled.clear();
+            resampled.extend(
+                (0..differences.len()).map(|_| differences[rng.random_range(0..differences.len())]),
+            );
+            median(&resampled)
+        })
         .collect();
-    (quantile(&diffs, 0.025), quantile(&diffs, 0.975))
+    (quantile(&medians, 0.025), quantile(&medians, 0.975))
 }
 
 #[cfg(test)]
@@ -94,7 +109,7 @@ mod tests {
     fn an_interval_between_samples_of_one_population_holds_zero() {
         let a = [100.0, 101.0, 99.5, 100.5, 100.2];
         let b = [100.3, 99.8, 100.9, 99.6, 100.1];
-        let (lo, hi) = diff_ci95(&a, &b, 7);
+        let (lo, hi) = median_ci95(&paired(&a, &b), 7);
         assert!(lo <= 0.0 && 0.0 <= hi, "[{lo}, {hi}]");
     }
 
@@ -102,13 +117,30 @@ mod tests {
     fn a_real_shift_is_outside_noise_and_inside_its_interval() {
         let b = [100.0, 101.0, 99.5, 100.5, 100.2];
         let a: Vec<f64> = b.iter().map(|v| v + 10.0).collect();
-        let (lo, hi) = diff_ci95(&a, &b, 7);
+        let (lo, hi) = median_ci95(&paired(&a, &b), 7);
         assert!(lo > 0.0, "[{lo}, {hi}]");
         assert!(lo <= 10.0 && 10.0 <= hi, "[{lo}, {hi}]");
         assert_eq!(
-            diff_ci95(&a, &b, 7),
+            median_ci95(&paired(&a, &b), 7),
             (lo, hi),
             "seeded: the same every time"
         );
+    }
+
+    #[test]
+    fn a_drift_shared_by_both_arms_of_a_round_cancels() {
+        // Both arms climb by 30 % over the rounds and `a` costs 10 more in each. Compared
+        // unpaired, `a`'s late repeats against `b`'s early ones carry the drift as cost.
+        let b: Vec<f64> = (0..5)
+            .map(|r| 100.0 * (1.0 + 0.075 * f64::from(r)))
+            .collect();
+        let a: Vec<f64> = b.iter().map(|v| v + 10.0).collect();
+        let late: Vec<f64> = a[2..].to_vec();
+        let early: Vec<f64> = b[..3].to_vec();
+        assert!(
+            median(&late) - median(&early) > 20.0,
+            "unpaired, the drift shows"
+        );
+        assert_eq!(median(&paired(&a, &b)), 10.0);
     }
 }

@@ -16,7 +16,7 @@ pub fn overhead_summary(result: &OverheadResult) -> String {
     // `writeln!` to a `String` cannot fail; the results are ignored for that reason.
     let _ = writeln!(
         out,
-        "overhead: {} at {:.0} scans/s{}, {} arms × {} repeats of {:.0} s (warm-up {:.0} s), interleaved (seed {})",
+        "overhead: {} at {:.0} scans/s{}, {} arms × {} repeats of {:.0} s (warm-up {:.0} s), in rounds (seed {})",
         result.scenario,
         result.rate_rps,
         result

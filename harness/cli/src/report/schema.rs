@@ -169,6 +169,9 @@ pub struct CapacityStep {
     pub requests: Requests,
     /// Whether the step held: nothing lost, skipped or failed, p99 under the bound.
     pub passed: bool,
+    /// Whether this was the second try of a rate whose first did not hold.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry: bool,
 }
 
 /// The result of `load.arrival: {search: …}`.
@@ -176,9 +179,11 @@ pub struct CapacityStep {
 pub struct CapacitySection {
     /// The end-to-end p99 bound each step had to hold, ms.
     pub max_p99_ms: f64,
-    /// The highest rate that held (requests/s); `None` when the first step failed.
+    /// The highest rate that held (requests/s); `None` when none did, down to the search's
+    /// lowest step.
     pub max_rate: Option<f64>,
-    /// Every step tried, in order; the search stops at the first that fails.
+    /// Every step tried, in order: up from `from` until a rate fails twice; from a first rate
+    /// that failed twice, down by halves until one holds, then bisecting.
     pub steps: Vec<CapacityStep>,
 }
 

@@ -134,7 +134,12 @@ fn capacity(s: &mut String, c: &CapacitySection, machine: &Machine) {
         let _ = writeln!(
             s,
             "  {:<22}{:>9.0} {:>9.1} {:>8.1} {:>6} {:>8} {:>7}",
-            if step.passed { "held" } else { "did not hold" },
+            match (step.passed, step.retry) {
+                (true, false) => "held",
+                (true, true) => "held (again)",
+                (false, false) => "did not hold",
+                (false, true) => "did not hold (again)",
+            },
             step.rate,
             step.throughput_rps,
             step.p99_ms,
@@ -148,7 +153,8 @@ fn capacity(s: &mut String, c: &CapacitySection, machine: &Machine) {
             let _ = writeln!(s, "capacity  {rate:.0} scans/s on {}", machine.summary());
         }
         None => {
-            let _ = writeln!(s, "capacity  none: the first rate did not hold");
+            let lowest = c.steps.iter().map(|s| s.rate).fold(f64::INFINITY, f64::min);
+            let _ = writeln!(s, "capacity  none: no rate held, down to {lowest:.0}/s");
         }
     }
 }

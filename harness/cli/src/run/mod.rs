@@ -32,6 +32,7 @@ use tb_telemetry::TelemetryGuard;
 use tb_verify::Scan;
 use tokio::sync::mpsc;
 
+pub use capacity::{HALVINGS as SEARCH_HALVINGS, most_steps as most_search_steps};
 pub use expect::{edge_matches, judge};
 pub use faults::collector as collector_proxy;
 pub use target::ScanError;
