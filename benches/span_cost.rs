@@ -47,7 +47,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use opentelemetry::trace::noop::NoopTracer;
 use opentelemetry::trace::{Span as _, Tracer, TracerProvider as _};
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tb_telemetry::setup::{SpanStats, otel_layer};
+use tb_telemetry::SpanStats;
+use tb_telemetry::setup::otel_layer;
 use tb_telemetry::{BatchSettings, Exporter, Sampling, TelemetryConfig, tracer_provider};
 use tracing_subscriber::layer::SubscriberExt;
 

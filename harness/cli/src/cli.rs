@@ -67,13 +67,13 @@ pub enum Command {
         /// The candidate's result.
         candidate: PathBuf,
         /// Largest drop in throughput, and rise in CPU per scan, allowed.
-        #[arg(long, default_value = "5%", value_parser = crate::compare::parse_percent)]
+        #[arg(long, default_value = "5%", value_parser = tb_report::compare::parse_percent)]
         max_regression: f64,
         /// Largest rise in corrected end-to-end p99 allowed.
-        #[arg(long, default_value = "25%", value_parser = crate::compare::parse_percent)]
+        #[arg(long, default_value = "25%", value_parser = tb_report::compare::parse_percent)]
         max_p99_regression: f64,
         /// Largest drop in the complete-trace ratio allowed, in points.
-        #[arg(long, default_value = "1%", value_parser = crate::compare::parse_percent)]
+        #[arg(long, default_value = "1%", value_parser = tb_report::compare::parse_percent)]
         max_complete_drop: f64,
         /// Largest rise allowed in broken edges, stray spans, lost spans and lost scans.
         #[arg(long, default_value_t = 0)]

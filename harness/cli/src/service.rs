@@ -2,7 +2,6 @@
 //! command line the harness gives each child in `--services process`, built and parsed here so
 //! the two cannot drift apart.
 
-use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,7 +17,7 @@ use tb_telemetry::spans::ConsumerRelation;
 use tb_telemetry::{Exporter, Protocol, Sampling, TelemetryConfig, TelemetryGuard};
 use tokio::sync::mpsc;
 
-use crate::scenario::{RawExporter, Scenario};
+use tb_scenario::{RawExporter, Scenario};
 
 /// The arguments of `tracebench service`.
 #[derive(Debug, Parser)]
@@ -53,8 +52,9 @@ pub struct ServiceArgs {
     /// Worker concurrency.
     #[arg(long, default_value_t = tb_pipeline::seed::CONCURRENCY)]
     pub concurrency: usize,
-    /// Sampling.
-    #[arg(long, default_value = "always-on", value_parser = sampling_parser())]
+    /// Sampling: `off`, `always_off`, `always_on` or `ratio:R` (R from 0 to 1), as in a
+    /// scenario file's `tracing.sampler`.
+    #[arg(long, default_value = "always_on", value_parser = parse_sampling)]
     pub sampling: Sampling,
     /// OTLP endpoint (gRPC); defaults to OTEL_EXPORTER_OTLP_ENDPOINT, then localhost:4317.
     #[arg(long, env = "TB_OTLP_ENDPOINT")]
@@ -102,11 +102,15 @@ pub struct ServiceArgs {
     pub w3c_test_endpoint: bool,
 }
 
-/// `--sampling`'s values, listed in `--help`, parsed by [`Sampling`]'s own `FromStr`.
-fn sampling_parser() -> impl clap::builder::TypedValueParser<Value = Sampling> {
-    use clap::builder::TypedValueParser as _;
-    clap::builder::PossibleValuesParser::new(["off", "always-off", "always-on"])
-        .map(|s| s.parse().unwrap_or_default())
+/// `--sampling`'s value; the old `always-on` and `always-off` are read with a warning.
+fn parse_sampling(text: &str) -> Result<Sampling, tb_telemetry::UnknownSampling> {
+    if Sampling::is_old_spelling(text) {
+        eprintln!(
+            "tracebench: --sampling {text} is the old spelling; write {}",
+            text.replace('-', "_")
+        );
+    }
+    text.parse()
 }
 
 /// `--relation`'s values, listed in `--help`, parsed by [`ConsumerRelation`]'s own `FromStr`.
@@ -203,38 +207,6 @@ impl ServiceArgs {
         }
         telemetry
     }
-}
-
-/// The command line (after the executable) that runs service `name` as a child of a run:
-/// `scenario`'s knobs, `wiring`'s brokers, queue and addresses, spans to `otlp`, and processed
-/// scans reported on stdout.
-pub fn command_line(
-    name: &str,
-    wiring: &Wiring,
-    scenario: &Path,
-    otlp: Option<&str>,
-) -> Vec<OsString> {
-    let mut args: Vec<OsString> = vec!["service".into(), name.into(), "--scenario".into()];
-    args.push(scenario.as_os_str().to_owned());
-    let mut flag = |name: &str, value: String| {
-        args.push(name.into());
-        args.push(value.into());
-    };
-    flag("--queue", wiring.queue.clone());
-    flag("--amqp-url", wiring.amqp_url.clone());
-    if let KafkaChoice::External(brokers) = &wiring.kafka {
-        flag("--kafka-brokers", brokers.clone());
-    }
-    flag("--scan-api-addr", wiring.scan_api_addr.to_string());
-    flag("--vision-addr", wiring.vision_addr.to_string());
-    flag("--llm-addr", wiring.llm_addr.to_string());
-    flag("--vision-url", wiring.vision_url.clone());
-    flag("--llm-url", wiring.llm_url.clone());
-    if let Some(endpoint) = otlp {
-        flag("--otlp-endpoint", endpoint.to_owned());
-    }
-    args.push("--report-processed".into());
-    args
 }
 
 /// Runs the services `args` names until Ctrl-C or until one stops on its own.
@@ -349,7 +321,7 @@ mod tests {
             vision_via: None,
             llm_via: None,
         };
-        let line = command_line(
+        let line = tb_runner::children::command_line(
             "worker",
             &wiring,
             Path::new("scenarios/smoke.yaml"),

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tb_load::{Arrival, Load, LoadReport, Plan, Requests, Tracker};
 
-use crate::run::target::{REQUEST_TIMEOUT, ScanTarget};
+use tb_runner::run::target::{REQUEST_TIMEOUT, ScanTarget};
 
 /// The arguments of `tracebench load`.
 #[derive(Debug, clap::Args)]

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser as _;
 use serde::Deserialize;
+use tb_runner::infra::images;
 use tracebench::cli::{Cli, Command};
-use tracebench::infra::images;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -119,7 +119,7 @@ fn a_scenario_a_run_names_is_one_the_image_holds_and_it_is_valid() {
                 panic!("{name}: {} is not under /scenarios", args.file.display())
             });
             let path = root().join("scenarios").join(file);
-            tracebench::scenario::Scenario::load(&path)
+            tb_scenario::Scenario::load(&path)
                 .unwrap_or_else(|e| panic!("{name}: {}: {e}", path.display()));
         }
     }

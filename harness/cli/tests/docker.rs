@@ -13,11 +13,11 @@ use std::time::Duration;
 use common::{assert_only_kafka_edges_broken, run_file, scratch, strip_kafka_over_otlp};
 
 use tb_pipeline::{Pipeline, PipelineConfig, SERVICES, Wiring};
+use tb_runner::infra::{Env, provision};
+use tb_scenario::{Infra, InfraMode};
 use tb_telemetry::{Exporter, Protocol, Sampling, TelemetryConfig};
 use tb_traces::TraceClient;
 use tb_verify::{Relation, Scan, Template, judge};
-use tracebench::infra::{Env, provision};
-use tracebench::scenario::{Infra, InfraMode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containers_carry_one_scan_traced_into_tempo() {

@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 
 use crate::schedule::{Load, Schedule};
 use crate::stats::{Latencies, Pair};
-use crate::tracker::{Pending, Tracker};
+use crate::tracker::{Followed, Pending, Tracker};
 
 /// A send that starts this much after its intended time counts as late.
 pub const LATE: Duration = Duration::from_millis(5);
@@ -111,17 +111,6 @@ pub struct Requests {
     pub late: u64,
     /// Not sent because `max_in_flight` requests were pending.
     pub skipped: u64,
-}
-
-/// End-to-end completion of followed requests (scans).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Followed {
-    /// Successful requests with an id to follow.
-    pub accepted: u64,
-    /// Of those, completed end to end.
-    pub completed: u64,
-    /// Of those, not completed when the drain ended: lost or too slow.
-    pub lost: u64,
 }
 
 /// What a load run measured (the measured window only; warmup excluded).

@@ -23,7 +23,7 @@ pub mod schedule;
 pub mod stats;
 pub mod tracker;
 
-pub use drive::{Failure, Followed, HttpGet, LATE, LoadReport, Plan, Requests, Target, drive};
+pub use drive::{Failure, HttpGet, LATE, LoadReport, Plan, Requests, Target, drive};
 pub use schedule::{Arrival, Load, Schedule};
 pub use stats::{Latencies, Percentiles};
-pub use tracker::Tracker;
+pub use tracker::{Followed, Tracker};

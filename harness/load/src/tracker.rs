@@ -5,8 +5,20 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
-use crate::drive::Followed;
+use serde::{Deserialize, Serialize};
+
 use crate::stats::{Latencies, Pair, buckets};
+
+/// End-to-end completion of followed requests (scans).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Followed {
+    /// Successful requests with an id to follow.
+    pub accepted: u64,
+    /// Of those, completed end to end.
+    pub completed: u64,
+    /// Of those, not completed when the drain ended: lost or too slow.
+    pub lost: u64,
+}
 
 /// A followed request that has its answer but not yet its end-to-end completion.
 pub(crate) struct Pending {

@@ -33,8 +33,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::convert::{UNKNOWN_SERVICE, hex};
-use crate::model::{Kind, Link, Span};
-use crate::sink::store::TraceSummary;
+use crate::model::{Kind, Link, Span, TraceSummary};
 
 /// Why a query through [`TraceClient`] failed.
 #[derive(Debug, thiserror::Error)]

@@ -94,3 +94,54 @@ pub fn tree(spans: &[Span]) -> (Vec<&Span>, HashMap<&str, Vec<&Span>>) {
     }
     (roots, children)
 }
+
+/// What Tempo reports as a trace's root service while no span without a parent has arrived.
+pub const ROOT_NOT_YET_RECEIVED: &str = "<root span not yet received>";
+
+/// One search hit, shaped like an entry of Tempo's `/api/search` answer. Reading, fields Tempo
+/// leaves out when empty or zero (its JSON omits defaults) default.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TraceSummary {
+    /// Trace id, 32 lowercase hex digits.
+    #[serde(rename = "traceID")]
+    pub trace_id: String,
+    /// Service of the root span, or [`ROOT_NOT_YET_RECEIVED`].
+    #[serde(default)]
+    pub root_service_name: String,
+    /// Name of the root span; empty while it has not arrived.
+    #[serde(default)]
+    pub root_trace_name: String,
+    /// Earliest span start, Unix nanoseconds (a decimal string in JSON, as Tempo writes it).
+    #[serde(default, with = "u64_string")]
+    pub start_time_unix_nano: u64,
+    /// Latest span end minus earliest start, whole milliseconds.
+    #[serde(default)]
+    pub duration_ms: u64,
+}
+
+/// 64-bit integers as JSON strings, read from strings or numbers (protobuf JSON writes 64-bit
+/// integers as strings; not every writer does).
+pub(crate) mod u64_string {
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    /// Writes `value` as a decimal string.
+    pub(crate) fn serialize<S: Serializer>(value: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(value)
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Number(u64),
+        Text(String),
+    }
+
+    /// Reads a number or a decimal string.
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        match Either::deserialize(d)? {
+            Either::Number(n) => Ok(n),
+            Either::Text(s) => s.parse().map_err(de::Error::custom),
+        }
+    }
+}

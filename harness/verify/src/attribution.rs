@@ -172,6 +172,27 @@ pub fn attribute<'a>(scans: impl IntoIterator<Item = &'a [Span]>) -> Attribution
     attribute_paths(paths.iter().map(|(spans, path)| (*spans, path)))
 }
 
+/// Adds the broker time of every hop of one scan, on the critical path or not, to `queue`:
+/// each consumer's start less its producer's end, summed with a count, by hop.
+fn add_broker_time(spans: &[Span], queue: &mut BTreeMap<String, (u64, u64)>) {
+    let ids: HashMap<&str, &Span> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
+    for s in spans.iter().filter(|s| s.kind == Kind::Consumer) {
+        let producer = s
+            .parent_span_id
+            .as_deref()
+            .or_else(|| s.links.first().map(|l| l.span_id.as_str()))
+            .and_then(|p| ids.get(p))
+            .filter(|p| p.kind == Kind::Producer);
+        if let Some(p) = producer {
+            let e = queue
+                .entry(format!("{} → {}/{}", p.name, s.service, s.name))
+                .or_default();
+            e.0 += s.start_ns.saturating_sub(p.end_ns);
+            e.1 += 1;
+        }
+    }
+}
+
 /// [`attribute`] over critical paths already computed, each with its scan's spans.
 pub fn attribute_paths<'a>(
     scans: impl IntoIterator<Item = (&'a [Span], &'a CriticalPath)>,
@@ -198,23 +219,7 @@ pub fn attribute_paths<'a>(
             };
             *by_service.entry(service.to_owned()).or_default() += seg.ns;
         }
-        // Broker time of every hop, on the path or not.
-        let ids: HashMap<&str, &Span> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
-        for s in spans.iter().filter(|s| s.kind == Kind::Consumer) {
-            let producer = s
-                .parent_span_id
-                .as_deref()
-                .or_else(|| s.links.first().map(|l| l.span_id.as_str()))
-                .and_then(|p| ids.get(p))
-                .filter(|p| p.kind == Kind::Producer);
-            if let Some(p) = producer {
-                let e = queue
-                    .entry(format!("{} → {}/{}", p.name, s.service, s.name))
-                    .or_default();
-                e.0 += s.start_ns.saturating_sub(p.end_ns);
-                e.1 += 1;
-            }
-        }
+        add_broker_time(spans, &mut queue);
     }
     let share = |m: BTreeMap<String, u64>| -> BTreeMap<String, f64> {
         m.into_iter()

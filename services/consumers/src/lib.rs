@@ -71,6 +71,34 @@ pub struct Processed {
     pub at: Instant,
 }
 
+/// The one rule for when a scan is done end to end: both consumers have processed its
+/// `scan.completed` event, in either order. A redelivery (after a broker came back) may report
+/// one consumer twice; the scan is done once each has reported. Should both report it again
+/// after that, it is reported done again: the request side (`tb_load::Tracker`, the demo's
+/// table) holds no pending request for it any more and ignores the second completion.
+#[derive(Debug, Default)]
+pub struct Completions {
+    /// Scans one consumer has finished, by task id: which one.
+    half: std::collections::HashMap<String, &'static str>,
+}
+
+impl Completions {
+    /// Takes one consumer's event; `true` when it completes the scan (at `p.at`).
+    pub fn complete(&mut self, p: &Processed) -> bool {
+        match self.half.get(p.task_id.as_str()) {
+            Some(first) if *first != p.consumer => {
+                self.half.remove(p.task_id.as_str());
+                true
+            }
+            Some(_) => false,
+            None => {
+                self.half.insert(p.task_id.clone(), p.consumer);
+                false
+            }
+        }
+    }
+}
+
 /// Where the character consumer keeps its rewards (process memory or PostgreSQL).
 pub type Rewards = Arc<dyn RewardStore>;
 /// Where my consumer keeps its users' histories.
@@ -272,6 +300,35 @@ fn store(consumer: &StreamConsumer, offsets: &mut Offsets, partition: i32, offse
     }
 }
 
+/// `grant_reward`: the reward to announce when this scan has none yet, `Some(None)` when it has
+/// one (a redelivery: the delivery span is marked a duplicate), `None` when the consumer
+/// stopped while the store was away.
+async fn grant_reward(
+    config: &ConsumerConfig,
+    rewards: &Rewards,
+    event: &ScanCompleted,
+    stopping: &mut Stopping,
+    delivery: &Span,
+) -> Option<Option<CharacterGranted>> {
+    tb_sim::wait(config.grant_latency).await;
+    let granted = persist("reading rewards", stopping, || {
+        rewards.has_reward(&event.task_id)
+    })
+    .await?;
+    if granted {
+        Span::current().set_attribute("reward.duplicate", true);
+        // The delivery itself is a duplicate: the verifier sets it aside.
+        delivery.set_attribute(DUPLICATE, true);
+        tracing::info!(task.id = %event.task_id, "reward already granted");
+        return Some(None);
+    }
+    Some(Some(CharacterGranted {
+        task_id: event.task_id.clone(),
+        user_id: event.user_id.clone(),
+        character: format!("{}-guardian", event.category),
+    }))
+}
+
 /// The character consumer: grants a reward per scan and announces it on `character.granted`.
 ///
 /// # Errors
@@ -300,27 +357,9 @@ pub async fn run_character(
                 let mut stopping = stopping;
                 let pending = async {
                     tb_sim::wait(config.handle_latency).await;
-                    async {
-                        tb_sim::wait(config.grant_latency).await;
-                        let granted = persist("reading rewards", &mut stopping, || {
-                            rewards.has_reward(&event.task_id)
-                        })
-                        .await?;
-                        if granted {
-                            Span::current().set_attribute("reward.duplicate", true);
-                            // The delivery itself is a duplicate: the verifier sets it aside.
-                            delivery.set_attribute(DUPLICATE, true);
-                            tracing::info!(task.id = %event.task_id, "reward already granted");
-                            return Some(None);
-                        }
-                        Some(Some(CharacterGranted {
-                            task_id: event.task_id.clone(),
-                            user_id: event.user_id.clone(),
-                            character: format!("{}-guardian", event.category),
-                        }))
-                    }
-                    .instrument(tracing::info_span!("grant_reward"))
-                    .await
+                    grant_reward(config, rewards, &event, &mut stopping, &delivery)
+                        .instrument(tracing::info_span!("grant_reward"))
+                        .await
                 }
                 .instrument(tracing::info_span!("handle_scan_completed"))
                 .await;
@@ -441,6 +480,25 @@ mod tests {
     use std::sync::{Mutex, PoisonError};
 
     use super::*;
+
+    #[test]
+    fn a_scan_completes_once_both_consumers_are_done_whatever_came_first() {
+        let event = |consumer, task_id: &str| Processed {
+            consumer,
+            task_id: task_id.to_owned(),
+            at: std::time::Instant::now(),
+        };
+        let mut c = Completions::default();
+        assert!(!c.complete(&event(CHARACTER, "a")));
+        assert!(
+            !c.complete(&event(CHARACTER, "a")),
+            "one consumer twice is not the end"
+        );
+        assert!(c.complete(&event(MY, "a")));
+        assert!(!c.complete(&event(MY, "b")));
+        assert!(c.complete(&event(CHARACTER, "b")), "in either order");
+        assert!(c.half.is_empty());
+    }
 
     /// Runs [`consume`] for `group` on `brokers` with 8 records at once; `handle` gets each
     /// record's payload as a number.

@@ -36,6 +36,15 @@ pub fn current() -> Option<&'static str> {
     SERVICE.try_with(|s| *s).ok()
 }
 
+/// One exported span with the `service.name` of the resource it was exported under.
+#[derive(Clone, Debug)]
+pub struct FinishedSpan {
+    /// `service.name` of the span's resource.
+    pub service: String,
+    /// The span as the SDK exported it.
+    pub span: opentelemetry_sdk::trace::SpanData,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,21 +6,19 @@
 //! tests and benchmarks that install their own subscriber.
 
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use opentelemetry::trace::{Span as _, TracerProvider as _};
-use opentelemetry::{Context, KeyValue, Value, global};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::{KeyValue, global};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, IdGenerator, RandomIdGenerator, Sampler,
-    SdkTracerProvider, Span, SpanData, SpanExporter, SpanProcessor,
+    SdkTracerProvider, SpanExporter,
 };
 use opentelemetry_semantic_conventions::resource::{
-    DEPLOYMENT_ENVIRONMENT_NAME, SERVICE_INSTANCE_ID, SERVICE_NAME, SERVICE_NAMESPACE,
+    DEPLOYMENT_ENVIRONMENT_NAME, SERVICE_INSTANCE_ID, SERVICE_NAMESPACE,
 };
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
@@ -29,53 +27,15 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::log::JsonLogLayer;
+use crate::processors::{
+    Counted, CountingExporter, DiscardExporter, Routed, SpanCounts, SpanStats,
+};
 use crate::propagator::{InvalidContexts, W3cPropagator};
+use crate::sampling::Sampling;
 
 /// The legacy resource key the seed's design uses; written beside the current
 /// `deployment.environment.name` so dashboards of either generation find it.
 const DEPLOYMENT_ENVIRONMENT: &str = "deployment.environment";
-
-/// The span attribute that carries a span's service from the processor to the routing exporter
-/// in a multi-service process; the exporter removes it before the span leaves.
-const SERVICE_ROUTE: &str = "tracebench.service";
-
-/// How spans are sampled. Every SDK-backed choice is parent-based: a remote parent's sampled
-/// flag decides, so one decision at the edge holds across every hop.
-///
-/// In a scenario file it reads `off`, `always_off`, `{ratio: 0.1}` or `always_on`; on a command
-/// line, `off`, `always-off` or `always-on` (see its [`FromStr`](std::str::FromStr)).
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Sampling {
-    /// No SDK at all: no OpenTelemetry layer, no provider. The baseline of the overhead ladder.
-    Off,
-    /// The SDK is installed but samples nothing new (it still honours sampled parents).
-    AlwaysOff,
-    /// Sample this share (0.0–1.0) of new traces by trace id.
-    Ratio(f64),
-    /// Sample every new trace.
-    #[default]
-    AlwaysOn,
-}
-
-/// A sampler name that is not one of `off`, `always-off`, `always-on`.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown sampler {0:?}; expected off, always-off or always-on")]
-pub struct UnknownSampling(String);
-
-impl std::str::FromStr for Sampling {
-    type Err = UnknownSampling;
-
-    /// Parses a command line's sampler; `_` and `-` are alike.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.replace('_', "-").as_str() {
-            "off" => Ok(Self::Off),
-            "always-off" => Ok(Self::AlwaysOff),
-            "always-on" => Ok(Self::AlwaysOn),
-            _ => Err(UnknownSampling(s.to_owned())),
-        }
-    }
-}
 
 /// OTLP transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,15 +65,6 @@ pub enum Exporter {
     /// Into memory, for tests (the `testing` feature).
     #[cfg(feature = "testing")]
     Memory(crate::testing::MemorySpans),
-}
-
-/// One exported span with the `service.name` of the resource it was exported under.
-#[derive(Clone, Debug)]
-pub struct FinishedSpan {
-    /// `service.name` of the span's resource.
-    pub service: String,
-    /// The span as the SDK exported it.
-    pub span: SpanData,
 }
 
 /// Batch span processor settings.
@@ -216,252 +167,6 @@ pub enum InitError {
     /// A global subscriber was already installed in this process.
     #[error("a global tracing subscriber is already installed: {0}")]
     AlreadyInstalled(#[from] tracing_subscriber::util::TryInitError),
-}
-
-/// Span counts of one provider, for reporting what tracing itself lost.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SpanCounts {
-    /// Sampled spans that ended (and so were handed to the batch processor).
-    pub ended: u64,
-    /// Spans the exporter accepted.
-    pub exported: u64,
-    /// Spans in export calls that failed.
-    pub export_failed: u64,
-}
-
-impl SpanCounts {
-    /// Spans neither exported nor failed: dropped by a full queue, or still queued. After
-    /// [`TelemetryGuard::flush`] nothing is queued, so this is the drop count.
-    pub fn dropped_or_pending(&self) -> u64 {
-        self.ended
-            .saturating_sub(self.exported)
-            .saturating_sub(self.export_failed)
-    }
-
-    /// Spans that never reached the backend: dropped by a full queue, in a failed export, or
-    /// still queued.
-    pub fn not_exported(&self) -> u64 {
-        self.ended.saturating_sub(self.exported)
-    }
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    ended: AtomicU64,
-    exported: AtomicU64,
-    export_failed: AtomicU64,
-}
-
-/// Readable span counters shared by a provider's counting processor and exporter.
-#[derive(Clone, Debug, Default)]
-pub struct SpanStats(Arc<Counters>);
-
-impl SpanStats {
-    /// The counts so far.
-    pub fn counts(&self) -> SpanCounts {
-        SpanCounts {
-            ended: self.0.ended.load(Ordering::Relaxed),
-            exported: self.0.exported.load(Ordering::Relaxed),
-            export_failed: self.0.export_failed.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// Counts sampled spans as they end, then hands them to the batch processor, whose own drop
-/// counter is private; `ended - exported - failed` gives the drops.
-///
-/// It wraps the batch processor rather than sitting beside it because the SDK clones every
-/// span's data once per processor when there are two or more.
-#[derive(Debug)]
-struct Counted<P> {
-    inner: P,
-    stats: SpanStats,
-    /// In a multi-service process, the service for spans started outside any
-    /// [`crate::service::scope`]; `None` when the process is one service and nothing is stamped.
-    stamp: Option<&'static str>,
-    /// [`TelemetryConfig::synthetic_span_cost`], burnt inline: see [`burn`].
-    synthetic: Duration,
-}
-
-/// Keeps this thread busy until it has spent `cost` of CPU time: the overhead bench's known
-/// cost per span, spent where a span's own cost is, on the thread that ends it. The thread's
-/// own CPU clock, not the wall clock: a spin preempted halfway on a busy machine would
-/// otherwise burn less than it says.
-///
-/// Burning it on a thread of its own instead was tried and measured worse: the hand-off (a
-/// polling thread, then a parked one woken per burst) added a cost of its own that the
-/// self-test found too (+14 %, then +9.5 %). Near saturation no cost is additive, inline or
-/// not: with the machine close to busy every thread batches more and wakes less, and 20 µs a
-/// span at 60 % of saturation on 2 cores measured as 14.5 µs inline (15.1 µs on a burner
-/// thread). The self-test therefore runs where the machine has room
-/// (`scenarios/overhead-self-test.yaml`).
-fn burn(cost: Duration) {
-    let cpu = || {
-        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-        Duration::new(
-            t.tv_sec.unsigned_abs(),
-            u32::try_from(t.tv_nsec).unwrap_or(0),
-        )
-    };
-    let until = cpu() + cost;
-    while cpu() < until {
-        std::hint::spin_loop();
-    }
-}
-
-impl<P: SpanProcessor> SpanProcessor for Counted<P> {
-    fn on_start(&self, span: &mut Span, cx: &Context) {
-        if let Some(default) = self.stamp {
-            let service = crate::service::current().unwrap_or(default);
-            span.set_attribute(KeyValue::new(SERVICE_ROUTE, service));
-        }
-        self.inner.on_start(span, cx);
-    }
-
-    fn on_end(&self, span: SpanData) {
-        // The batch processor exports only sampled spans; count what it will see.
-        if span.span_context.is_sampled() {
-            self.stats.0.ended.fetch_add(1, Ordering::Relaxed);
-            if !self.synthetic.is_zero() {
-                burn(self.synthetic);
-            }
-        }
-        self.inner.on_end(span);
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
-    }
-}
-
-/// Wraps an exporter to count what it exported and what failed.
-#[derive(Debug)]
-struct CountingExporter<E> {
-    inner: E,
-    stats: SpanStats,
-}
-
-impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let n = batch.len() as u64;
-        let result = self.inner.export(batch).await;
-        let counter = match result {
-            Ok(()) => &self.stats.0.exported,
-            Err(_) => &self.stats.0.export_failed,
-        };
-        counter.fetch_add(n, Ordering::Relaxed);
-        result
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
-    }
-}
-
-/// Sends each span to the exporter of its service (the [`SERVICE_ROUTE`] attribute stamped at
-/// start), whose resource names that service. With one route nothing is stamped or inspected.
-#[derive(Debug)]
-struct Routed<E> {
-    routes: Vec<(String, E)>,
-}
-
-impl<E: SpanExporter> SpanExporter for Routed<E> {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        if let [(_, only)] = self.routes.as_slice() {
-            return only.export(batch).await;
-        }
-        let mut groups: Vec<Vec<SpanData>> = self.routes.iter().map(|_| Vec::new()).collect();
-        for mut span in batch {
-            let mut route = 0;
-            if let Some(i) = span
-                .attributes
-                .iter()
-                .position(|kv| kv.key.as_str() == SERVICE_ROUTE)
-            {
-                let stamped = span.attributes.swap_remove(i);
-                if let Value::String(name) = &stamped.value {
-                    route = self
-                        .routes
-                        .iter()
-                        .position(|(service, _)| service == name.as_str())
-                        .unwrap_or(0);
-                }
-            }
-            groups[route].push(span);
-        }
-        let mut result = Ok(());
-        for ((_, exporter), group) in self.routes.iter().zip(groups) {
-            if !group.is_empty() {
-                let r = exporter.export(group).await;
-                if result.is_ok() {
-                    result = r;
-                }
-            }
-        }
-        result
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        let mut result = Ok(());
-        for (_, exporter) in &self.routes {
-            let r = exporter.shutdown_with_timeout(timeout);
-            if result.is_ok() {
-                result = r;
-            }
-        }
-        result
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        let mut result = Ok(());
-        for (_, exporter) in &self.routes {
-            let r = exporter.force_flush();
-            if result.is_ok() {
-                result = r;
-            }
-        }
-        result
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        for (service, exporter) in &mut self.routes {
-            let attributes = resource
-                .iter()
-                .filter(|(k, _)| k.as_str() != SERVICE_NAME)
-                .map(|(k, v)| KeyValue::new(k.clone(), v.clone()));
-            let own = Resource::builder_empty()
-                .with_attributes(attributes)
-                .with_service_name(service.clone())
-                .build();
-            exporter.set_resource(&own);
-        }
-    }
-}
-
-/// An exporter that accepts and discards every batch.
-#[derive(Debug, Default)]
-pub struct DiscardExporter;
-
-impl SpanExporter for DiscardExporter {
-    async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
-        Ok(())
-    }
 }
 
 /// The SDK sampler for a [`Sampling`] choice: parent-based around the root decision.

@@ -10,7 +10,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_semantic_conventions::resource::SERVICE_NAME;
 
-use crate::setup::FinishedSpan;
+use crate::service::FinishedSpan;
 
 /// Spans exported by [`Exporter::Memory`](crate::Exporter::Memory); clones share one buffer.
 #[derive(Clone, Default)]

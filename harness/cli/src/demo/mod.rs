@@ -36,9 +36,9 @@ use tb_telemetry::{Exporter, Protocol, Sampling, TelemetryConfig};
 use tb_traces::sink::SinkConfig;
 use tb_web::{ApiError, Json};
 
-use crate::run::target::ScanTarget;
 pub use state::KnobsUpdate;
 use state::{Demo, Knobs};
+use tb_runner::run::target::ScanTarget;
 
 /// The page: HTML, CSS and script in one file, compiled in.
 const PAGE: &str = include_str!("page.html");
@@ -84,7 +84,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         .await
         .context("starting the embedded trace sink")?;
     let telemetry = telemetry(&args, sink.grpc_endpoint())?;
-    let (amqp_url, rabbitmq) = crate::run::faults::proxied(&args.amqp_url)
+    let (amqp_url, rabbitmq) = tb_runner::run::faults::proxied(&args.amqp_url)
         .await
         .map_err(|why| anyhow::anyhow!("a fault proxy in front of RabbitMQ: {why}"))?;
     let config = pipeline_config(&args, amqp_url);
@@ -114,7 +114,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     demo.knobs().restore_brokers();
     let errors = pipeline.shutdown().await;
     // The demo's queue is durable, like a run's: deleted, not left on the broker.
-    crate::run::delete_queue(&wiring).await;
+    tb_runner::run::delete_queue(&wiring).await;
     let _ = crate::shut_down_telemetry(telemetry, Some(sink)).await;
     served.context("serving the page")?;
     if let Some((name, e)) = errors.first() {
@@ -203,13 +203,16 @@ async fn feed(demo: Arc<Demo>, target: Arc<ScanTarget>) {
     }
 }
 
-/// Marks scans complete as the consumers finish them.
+/// Marks scans complete as the consumers finish them ([`tb_consumers::Completions`]).
 async fn completions(
     demo: Arc<Demo>,
     mut processed: tokio::sync::mpsc::UnboundedReceiver<tb_consumers::Processed>,
 ) {
+    let mut completions = tb_consumers::Completions::default();
     while let Some(p) = processed.recv().await {
-        demo.processed(&p.task_id, p.consumer, p.at);
+        if completions.complete(&p) {
+            demo.completed(&p.task_id, p.at);
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use tb_telemetry::fault::Strip;
 use tb_traces::model::Span;
 use tb_verify::{Problem, Scan, Template, Waterfall};
 
-use crate::run::target::ScanError;
+use tb_runner::run::target::ScanError;
 
 /// Recent verdicts kept for the page.
 const RECENT: usize = 40;
@@ -178,32 +178,18 @@ pub(crate) struct StateView<'a> {
     traces: Vec<JudgedRow<'a>>,
 }
 
-/// A scan between its 202 and both consumers.
+/// A scan between its 202 and its completion.
 struct InFlight {
     trace_id: Option<String>,
     sent: Instant,
-    /// The consumers done with it so far, as [`consumer_bit`]s.
-    consumers: u8,
 }
-
-/// The bit of `consumer` (one of the pipeline's two) in [`InFlight::consumers`].
-fn consumer_bit(consumer: &str) -> u8 {
-    if consumer == tb_consumers::CHARACTER {
-        1
-    } else {
-        2
-    }
-}
-
-/// Both consumers' bits: the scan is done.
-const BOTH: u8 = 3;
 
 #[derive(Default)]
 struct Inner {
     totals: Totals,
     in_flight: HashMap<String, InFlight>,
     /// Completions that came before the 202 was read (the pipeline is that fast).
-    early: HashMap<String, (u8, Instant)>,
+    early: HashMap<String, Instant>,
     /// (second since start, accepted, completed, failed), the last 10 s.
     seconds: VecDeque<(u64, u64, u64, u64)>,
     e2e_ms: VecDeque<f64>,
@@ -410,37 +396,24 @@ impl Demo {
         };
         inner.totals.accepted += 1;
         inner.seconds[i].1 += 1;
-        let mut scan = InFlight {
-            trace_id,
-            sent,
-            consumers: 0,
-        };
-        if let Some((consumers, at)) = inner.early.remove(&task_id) {
-            scan.consumers = consumers;
-            if consumers == BOTH {
-                self.complete(&mut inner, task_id, scan, at);
-                return;
+        let scan = InFlight { trace_id, sent };
+        match inner.early.remove(&task_id) {
+            Some(at) => self.complete(&mut inner, task_id, scan, at),
+            None => {
+                inner.in_flight.insert(task_id, scan);
             }
         }
-        inner.in_flight.insert(task_id, scan);
     }
 
-    /// `consumer` finished the scan `task_id` at `at`. A redelivery (after a broker came back)
-    /// may report the same consumer twice: the scan is done once each has reported.
-    pub(crate) fn processed(&self, task_id: &str, consumer: &str, at: Instant) {
-        let bit = consumer_bit(consumer);
+    /// The scan `task_id` completed end to end at `at` (both consumers done, see
+    /// [`tb_consumers::Completions`]); it may come before its 202 was read.
+    pub(crate) fn completed(&self, task_id: &str, at: Instant) {
         let mut inner = self.lock();
-        let Some(scan) = inner.in_flight.get_mut(task_id) else {
-            let early = inner.early.entry(task_id.to_owned()).or_insert((0, at));
-            early.0 |= bit;
-            early.1 = at;
-            return;
-        };
-        scan.consumers |= bit;
-        if scan.consumers == BOTH
-            && let Some((task_id, scan)) = inner.in_flight.remove_entry(task_id)
-        {
-            self.complete(&mut inner, task_id, scan, at);
+        match inner.in_flight.remove_entry(task_id) {
+            Some((task_id, scan)) => self.complete(&mut inner, task_id, scan, at),
+            None => {
+                inner.early.insert(task_id.to_owned(), at);
+            }
         }
     }
 
@@ -477,7 +450,7 @@ impl Demo {
             let lost_before = inner.in_flight.len();
             inner.in_flight.retain(|_, s| now - s.sent < GIVE_UP);
             inner.totals.lost += (lost_before - inner.in_flight.len()) as u64;
-            inner.early.retain(|_, (_, at)| now - *at < GIVE_UP);
+            inner.early.retain(|_, at| now - *at < GIVE_UP);
             let mut scans = Vec::new();
             while inner
                 .ready
@@ -611,22 +584,14 @@ mod tests {
     }
 
     #[test]
-    fn a_scan_completes_when_both_consumers_are_done_whatever_came_first() {
+    fn a_scan_completes_whether_its_completion_or_its_202_came_first() {
         let d = demo();
         let sent = Instant::now();
         d.answered(Ok(("a".into(), Some("ta".into()))), sent);
-        let (character, my) = (tb_consumers::CHARACTER, tb_consumers::MY);
-        d.processed("a", character, Instant::now());
-        d.processed("a", character, Instant::now());
-        assert_eq!(
-            d.lock().totals.completed,
-            0,
-            "one consumer twice is not the end"
-        );
-        d.processed("a", my, Instant::now());
+        d.completed("a", Instant::now());
         // The consumers may finish before the 202 is read.
-        d.processed("b", my, Instant::now());
-        d.processed("b", character, Instant::now());
+        d.completed("b", Instant::now());
+        assert_eq!(d.lock().totals.completed, 1);
         d.answered(Ok(("b".into(), Some("tb".into()))), sent);
         d.answered(Err(ScanError::NoTaskId), sent);
         let inner = d.lock();

@@ -13,6 +13,7 @@
 //! | [`tempo`]     | `GET /api/traces/{id}`, `GET /api/search`, `GET /ready`           |
 //! | `wire`        | stored spans read straight from their protobuf encoding           |
 
+pub mod limits;
 pub mod otlp;
 pub mod store;
 pub mod tempo;

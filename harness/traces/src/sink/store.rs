@@ -34,90 +34,12 @@ use prost::Message as _;
 use super::wire;
 use crate::convert::{hex, render_any_value, service_name};
 use crate::model;
+pub use crate::model::{ROOT_NOT_YET_RECEIVED, TraceSummary};
 
-/// The default bound on what the store holds: 1 GiB, some two million of the pipeline's spans.
-pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
-
-/// What a store may hold before it evicts its oldest traces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Bytes held, as the store counts them (see the module docs).
-    pub max_bytes: u64,
-    /// Spans held.
-    pub max_spans: u64,
-    /// Spans one export request may carry; a larger request is refused whole
-    /// ([`TraceStore::admit`]).
-    pub max_spans_per_request: u64,
-    /// Attributes a span may carry, and attributes, events and links each; a span over it is
-    /// refused (a partial success), the rest of its request stored.
-    pub max_attributes_per_span: usize,
-    /// Export requests handled at once; more are refused (429 / `RESOURCE_EXHAUSTED`) for the
-    /// exporter to retry.
-    pub max_concurrent_requests: usize,
-}
-
-/// The default [`Limits::max_spans_per_request`]: 128 times the SDKs' default batch of 512.
-pub const DEFAULT_MAX_SPANS_PER_REQUEST: u64 = 65_536;
-/// The default [`Limits::max_attributes_per_span`], eight times the SDKs' default of 128.
-pub const DEFAULT_MAX_ATTRIBUTES_PER_SPAN: usize = 1024;
-/// The default [`Limits::max_concurrent_requests`].
-pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 64;
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_bytes: DEFAULT_MAX_BYTES,
-            max_spans: u64::MAX,
-            max_spans_per_request: DEFAULT_MAX_SPANS_PER_REQUEST,
-            max_attributes_per_span: DEFAULT_MAX_ATTRIBUTES_PER_SPAN,
-            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
-        }
-    }
-}
-
-impl Limits {
-    /// At most `max_spans` spans, and the default byte bound.
-    pub fn spans(max_spans: u64) -> Self {
-        Self {
-            max_spans,
-            ..Self::default()
-        }
-    }
-}
-
-/// Parses a size in bytes: a whole number with an optional unit, `B`, decimal `kB`/`MB`/`GB` or
-/// binary `KiB`/`MiB`/`GiB` (units case-insensitive, space allowed): `512MiB`, `2 GB`, `1048576`.
-///
-/// # Errors
-///
-/// A message naming what is wrong, for a command line or a scenario error.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| {
-        format!("{text:?} is not a size: expected a whole number and a unit, as in 512MiB")
-    })?;
-    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        other => {
-            return Err(format!(
-                "{other:?} is not a size unit: use B, kB, MB, GB, KiB, MiB or GiB"
-            ));
-        }
-    };
-    number
-        .checked_mul(factor)
-        .ok_or_else(|| format!("{text:?} is too large"))
-}
+pub use super::limits::{
+    DEFAULT_MAX_ATTRIBUTES_PER_SPAN, DEFAULT_MAX_BYTES, DEFAULT_MAX_CONCURRENT_REQUESTS,
+    DEFAULT_MAX_SPANS_PER_REQUEST, Limits, parse_size,
+};
 
 /// Bytes a trace costs beyond its spans: its map entry and slot in the arrival queue.
 const TRACE_BYTES: u64 = (size_of::<(Key, Trace)>() + size_of::<(Key, u64)>()) as u64;
@@ -125,9 +47,6 @@ const TRACE_BYTES: u64 = (size_of::<(Key, Trace)>() + size_of::<(Key, u64)>()) a
 const SLOT_BYTES: u64 = size_of::<Stored>() as u64;
 /// Bytes a group costs beyond its spans: its slot in its trace.
 const GROUP_BYTES: u64 = size_of::<Group>() as u64;
-
-/// What Tempo reports as a trace's root service while no span without a parent has arrived.
-pub const ROOT_NOT_YET_RECEIVED: &str = "<root span not yet received>";
 
 /// A trace id as the map key: the 16 bytes, big-endian.
 type Key = u128;
@@ -319,54 +238,6 @@ pub struct SearchQuery {
     pub min_duration_ns: Option<u64>,
     /// Only traces at most this long (nanoseconds).
     pub max_duration_ns: Option<u64>,
-}
-
-/// One search hit, shaped like an entry of Tempo's `/api/search` answer. Reading, fields Tempo
-/// leaves out when empty or zero (its JSON omits defaults) default.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TraceSummary {
-    /// Trace id, 32 lowercase hex digits.
-    #[serde(rename = "traceID")]
-    pub trace_id: String,
-    /// Service of the root span, or [`ROOT_NOT_YET_RECEIVED`].
-    #[serde(default)]
-    pub root_service_name: String,
-    /// Name of the root span; empty while it has not arrived.
-    #[serde(default)]
-    pub root_trace_name: String,
-    /// Earliest span start, Unix nanoseconds (a decimal string in JSON, as Tempo writes it).
-    #[serde(default, with = "u64_string")]
-    pub start_time_unix_nano: u64,
-    /// Latest span end minus earliest start, whole milliseconds.
-    #[serde(default)]
-    pub duration_ms: u64,
-}
-
-/// 64-bit integers as JSON strings, read from strings or numbers (protobuf JSON writes 64-bit
-/// integers as strings; not every writer does).
-pub(crate) mod u64_string {
-    use serde::{Deserialize, Deserializer, Serializer, de};
-
-    /// Writes `value` as a decimal string.
-    pub(crate) fn serialize<S: Serializer>(value: &u64, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(value)
-    }
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Either {
-        Number(u64),
-        Text(String),
-    }
-
-    /// Reads a number or a decimal string.
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        match Either::deserialize(d)? {
-            Either::Number(n) => Ok(n),
-            Either::Text(s) => s.parse().map_err(de::Error::custom),
-        }
-    }
 }
 
 #[derive(Debug, Default)]

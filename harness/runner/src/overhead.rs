@@ -1,19 +1,14 @@
 //! `tracebench overhead`: what tracing costs the system under test. Every arm of the ladder
 //! (a sampler and an exporter) runs the pipeline as child processes at one offered rate, a
 //! number of times, in rounds: every arm once a round, in an order the seed shuffles anew for
-//! each round (see [`stats`] for why arms are compared inside a round); each repeat measures the CPU
+//! each round (see [`tb_report::overhead::stats`] for why arms are compared inside a round); each repeat measures the CPU
 //! time every service process spent on its scans, apart from the load generator (this process)
 //! and the trace sink (a process of its own). The statistics say how far each arm is from
 //! `off` (no SDK at all) and whether the bench can tell it from its own noise.
 //!
-//! | file       | what                                                                  |
-//! |------------|-----------------------------------------------------------------------|
-//! | [`schema`] | `overhead.json`                                                       |
-//! | [`stats`]  | medians, IQRs, the bootstrap interval                                 |
-//! | this       | arm scenario files, the sink process, the rate, the repeats, the sums |
-
-pub mod schema;
-pub mod stats;
+//! `overhead.json`'s types and the statistics behind its figures are `tb-report`'s
+//! ([`tb_report::overhead`]); this module runs the ladder: the arms' scenario files, the sink
+//! process, the rate, the repeats, the sums.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,12 +25,12 @@ use tokio::process::{Child, Command};
 
 use crate::infra::Provisioned;
 use crate::run::{Measured, RunError, RunOptions, Services, SpanSource};
-use crate::scenario::{Arm, ArmExporter, CapacitySearch, OverheadRate, Scenario};
-use schema::{
-    ArmResult, Diff, Machine, OVERHEAD_SCHEMA_VERSION, OverheadResult, PerHop, RepeatResult,
-    SelfTest, TOTAL,
+use tb_report::Machine;
+use tb_report::overhead::schema::{
+    ArmResult, Diff, OVERHEAD_SCHEMA_VERSION, OverheadResult, PerHop, RepeatResult, SelfTest, TOTAL,
 };
-use stats::{Spread, median, median_ci95, paired};
+use tb_report::overhead::stats::{self, Spread, median, median_ci95, paired};
+use tb_scenario::{Arm, ArmExporter, CapacitySearch, OverheadRate, Scenario};
 
 /// scan-api's service name (`tb_scan_api::SERVICE`, which this crate does not depend on).
 const SCAN_API: &str = "scan-api";
@@ -291,7 +286,7 @@ impl Ladder<'_> {
 /// The order of the repeats: `repeats` rounds, each running every arm once in an order `seed`
 /// shuffles anew for that round (Fisher–Yates); an arm's repeat `r` runs in round `r`. Drift
 /// over the ladder (a warming machine, a neighbour) then moves every arm of a round alike, and
-/// a comparison inside a round leaves it out (see [`stats`]); the shuffle keeps a fixed arm
+/// a comparison inside a round leaves it out (see [`tb_report::overhead::stats`]); the shuffle keeps a fixed arm
 /// from always running first in its round.
 pub fn round_order(arms: usize, repeats: u32, seed: u64) -> Vec<(usize, u32)> {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -663,8 +658,8 @@ impl SinkProcess {
 /// Whether `exporter` in a scenario is what an arm of `exporter` writes: kept in step with
 /// [`write_arm_file`].
 #[cfg(test)]
-fn written_as(exporter: ArmExporter) -> crate::scenario::RawExporter {
-    use crate::scenario::RawExporter;
+fn written_as(exporter: ArmExporter) -> tb_scenario::RawExporter {
+    use tb_scenario::RawExporter;
     match exporter {
         ArmExporter::Discard => RawExporter::Discard,
         ArmExporter::Otlp | ArmExporter::External => RawExporter::Embedded,
@@ -749,7 +744,7 @@ mod tests {
         )
         .expect("scenario");
         let arm = |sampling, us: f64| Arm {
-            name: crate::scenario::arm_name(
+            name: tb_scenario::arm_name(
                 sampling,
                 ArmExporter::Discard,
                 Duration::from_secs_f64(us / 1e6),

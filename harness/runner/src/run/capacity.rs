@@ -14,10 +14,12 @@ use std::time::{Duration, Instant};
 use tb_load::{Arrival, LoadReport, Plan};
 use tb_verify::Scan;
 
+use super::RunError;
+use super::generator::{drive, plan};
+use super::session::CurrentTracker;
 use super::target::ScanTarget;
-use super::{CurrentTracker, RunError, drive};
-use crate::report::{CapacitySection, CapacityStep, SpanSummary, Verdict};
-use crate::scenario::{CapacitySearch, Scenario};
+use tb_report::{CapacitySection, CapacityStep, SpanSummary, Verdict};
+use tb_scenario::{CapacitySearch, Scenario};
 
 /// What a search found.
 pub(crate) struct Found {
@@ -74,7 +76,7 @@ pub(crate) async fn search(
         began: Instant::now(),
         // A step's scans have as long to finish as the scenario's slowest scan can take
         // (retries and their backoffs included); a step that holds is drained long before that.
-        drain: super::plan(scenario).drain,
+        drain: plan(scenario).drain,
         tried: 0,
         steps: Vec::new(),
         best: None,

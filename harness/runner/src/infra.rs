@@ -10,14 +10,14 @@ use std::any::Any;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use testcontainers::core::{ContainerPort, IntoContainerPort, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{GenericImage, ImageExt};
 
 use tb_pipeline::KafkaChoice;
 
-use crate::scenario::{Infra, InfraMode};
+use tb_report::{Choice, InfraReport};
+use tb_scenario::{Infra, InfraMode};
 
 /// Values from the environment, read once by the binary (tests build this directly).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -43,26 +43,6 @@ impl Env {
             tempo_url: get("TB_TEMPO_URL"),
         }
     }
-}
-
-/// How one piece of infrastructure was provided.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Choice {
-    /// `explicit`, `docker`, `embedded` or `local`.
-    pub source: String,
-    /// Where it is (URL, bootstrap servers), when it has an address.
-    pub address: Option<String>,
-}
-
-/// What a run uses, for the report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InfraReport {
-    /// RabbitMQ.
-    pub rabbitmq: Choice,
-    /// Kafka.
-    pub kafka: Choice,
-    /// Trace backend.
-    pub traces: Choice,
 }
 
 /// Provisioned infrastructure; containers stop when this is dropped.

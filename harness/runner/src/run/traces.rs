@@ -13,8 +13,8 @@ use tb_verify::{
 };
 
 use super::query;
-use crate::report::TracesSection;
-use crate::scenario::Scenario;
+use tb_report::TracesSection;
+use tb_scenario::Scenario;
 
 /// How long the query path waits for a scan's trace to settle after the load: Tempo's
 /// ingesters take a few seconds after the exporters' last batch.

@@ -3,8 +3,8 @@
 use tb_load::Followed;
 use tb_verify::TraceSummary;
 
-use crate::report::{LatencySection, Verdict};
-use crate::scenario::{Hop, Scenario};
+use tb_report::{LatencySection, Verdict};
+use tb_scenario::{Hop, Scenario};
 
 /// Judges the scenario's expectations against a run.
 pub fn judge(

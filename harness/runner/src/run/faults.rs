@@ -13,8 +13,8 @@ use tokio::time::Instant;
 
 use super::RunError;
 use crate::children::ChildControl;
-use crate::report::InjectedFault;
-use crate::scenario::{Fault, FaultHop, ScheduledFault};
+use tb_report::InjectedFault;
+use tb_scenario::{Fault, FaultHop, ScheduledFault};
 
 /// The RabbitMQ URL the services get, and the proxy it goes through when the schedule faults
 /// RabbitMQ.
@@ -66,7 +66,7 @@ async fn through_if(
 ///
 /// Why not, in words: `url` is not a URL, its host does not resolve, or no loopback port can
 /// be bound.
-pub(crate) async fn proxied(url: &str) -> Result<(String, Arc<Proxy>), String> {
+pub async fn proxied(url: &str) -> Result<(String, Arc<Proxy>), String> {
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| format!("{url:?} is not a URL"))?;

@@ -32,7 +32,7 @@ pub enum ScanError {
 }
 
 /// `POST /scan` against scan-api; remembers each accepted scan's task and trace id.
-pub(crate) struct ScanTarget {
+pub struct ScanTarget {
     client: reqwest::Client,
     url: String,
     scans: Mutex<Vec<Scan>>,
@@ -48,7 +48,7 @@ pub(crate) struct ScanTarget {
 
 /// How long one `POST /scan` may take before it counts as failed. scan-api answers 503 once a
 /// publish confirm takes 5 s, so only a hung scan-api reaches this.
-pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The sequence number of the probe scan.
 pub(crate) const PROBE: u64 = u64::MAX;
@@ -56,13 +56,13 @@ pub(crate) const PROBE: u64 = u64::MAX;
 impl ScanTarget {
     /// A target for the scan-api at `scan_api`, keeping up to `connections` idle connections
     /// (a pool size, not a limit on requests in flight).
-    pub(crate) fn new(scan_api: SocketAddr, connections: usize) -> Self {
+    pub fn new(scan_api: SocketAddr, connections: usize) -> Self {
         Self::at(format!("http://{scan_api}/scan"), connections, true)
     }
 
     /// A target posting to `url`; with `remember` false it keeps no scan and hands back no id
     /// to follow.
-    pub(crate) fn at(url: String, connections: usize, remember: bool) -> Self {
+    pub fn at(url: String, connections: usize, remember: bool) -> Self {
         Self {
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(connections)
@@ -78,12 +78,12 @@ impl ScanTarget {
     }
 
     /// Scans accepted since the start, probe and warmup included.
-    pub(crate) fn accepted(&self) -> u64 {
+    pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
     }
 
     /// Every accepted scan so far, and the probe's task id.
-    pub(crate) fn take(&self) -> (Vec<Scan>, Option<String>) {
+    pub fn take(&self) -> (Vec<Scan>, Option<String>) {
         let scans = std::mem::take(&mut *self.scans.lock().unwrap_or_else(PoisonError::into_inner));
         let probe = self
             .probe
@@ -97,7 +97,7 @@ impl ScanTarget {
 impl ScanTarget {
     /// `POST /scan` number `seq`: the accepted scan's task id and, when scan-api said, its
     /// trace id. Remembers nothing (see [`Target::send`] for that).
-    pub(crate) async fn post(&self, seq: u64) -> Result<(String, Option<String>), ScanError> {
+    pub async fn post(&self, seq: u64) -> Result<(String, Option<String>), ScanError> {
         const KINDS: [&str; 5] = ["bottle", "can", "box", "jar", "peel"];
         let body = serde_json::json!({
             "image_url": format!("https://img.example/{}/{seq}.jpg", KINDS[(seq % 5) as usize]),

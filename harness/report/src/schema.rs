@@ -6,7 +6,6 @@ use tb_load::{Followed, Latencies, Percentiles, Requests};
 use tb_telemetry::SpanCounts;
 use tb_verify::{Attribution, TraceSummary, Waterfall};
 
-use crate::infra::InfraReport;
 use crate::machine::Machine;
 
 /// Version of the `result.json` schema (see `scenarios/README.md`).
@@ -85,17 +84,10 @@ impl SpanSummary {
 
 impl From<SpanCounts> for SpanSummary {
     fn from(c: SpanCounts) -> Self {
-        tb_pipeline::events::SpanCounts::from(c).into()
-    }
-}
-
-/// A child process's counts, as it reported them at exit.
-impl From<tb_pipeline::events::SpanCounts> for SpanSummary {
-    fn from(c: tb_pipeline::events::SpanCounts) -> Self {
         Self {
             ended: c.ended,
             exported: c.exported,
-            dropped: c.dropped,
+            dropped: c.not_exported(),
             evicted: 0,
             killed_processes: 0,
         }
@@ -252,4 +244,24 @@ pub struct RunResult {
     pub expectations: Vec<Verdict>,
     /// Whether every expectation held.
     pub passed: bool,
+}
+
+/// What a run uses, for the report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InfraReport {
+    /// RabbitMQ.
+    pub rabbitmq: Choice,
+    /// Kafka.
+    pub kafka: Choice,
+    /// Trace backend.
+    pub traces: Choice,
+}
+
+/// How one piece of infrastructure was provided.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Choice {
+    /// `explicit`, `docker`, `embedded` or `local`.
+    pub source: String,
+    /// Where it is (URL, bootstrap servers), when it has an address.
+    pub address: Option<String>,
 }

@@ -1,10 +1,14 @@
 //! Scenario files: what a run drives, read in two stages. [`raw`] mirrors the YAML — every
-//! field documented, unknown fields rejected — and [`plan`] turns it into a [`Scenario`] whose
-//! types hold the invariants (positive rates, p99 above median, shares in 0–1). Every error
-//! names the file, the field path and what was expected.
+//! field documented, unknown fields rejected — and [`check`] turns it into a [`Scenario`]
+//! ([`plan`]) whose types hold the invariants (positive rates, p99 above median, shares in
+//! 0–1). Every error names the file, the field path and what was expected.
+//!
+//! This crate is the scenario file and nothing else: the harness that runs a plan, and the
+//! fuzz target that feeds it garbage, both depend on it alone for that.
 //!
 //! `scenarios/README.md` documents each field with its default; keep the two in step.
 
+pub mod check;
 mod error;
 pub mod plan;
 pub mod raw;

@@ -15,7 +15,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 
 use crate::overhead::schema::{OverheadResult, TOTAL};
-use crate::report::{RunResult, xml_escape};
+use crate::{RunResult, xml_escape};
 
 /// The thresholds of a comparison.
 #[derive(Clone, Copy, Debug, PartialEq)]

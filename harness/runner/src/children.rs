@@ -24,8 +24,6 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-use crate::service::command_line;
-
 /// Why the children could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ChildrenError {
@@ -421,4 +419,35 @@ impl Children {
             .load(std::sync::atomic::Ordering::Relaxed);
         (errors, spans, killed)
     }
+}
+/// The command line (after the executable) that runs service `name` as a child of a run:
+/// `scenario`'s knobs, `wiring`'s brokers, queue and addresses, spans to `otlp`, and processed
+/// scans reported on stdout.
+pub fn command_line(
+    name: &str,
+    wiring: &Wiring,
+    scenario: &Path,
+    otlp: Option<&str>,
+) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["service".into(), name.into(), "--scenario".into()];
+    args.push(scenario.as_os_str().to_owned());
+    let mut flag = |name: &str, value: String| {
+        args.push(name.into());
+        args.push(value.into());
+    };
+    flag("--queue", wiring.queue.clone());
+    flag("--amqp-url", wiring.amqp_url.clone());
+    if let KafkaChoice::External(brokers) = &wiring.kafka {
+        flag("--kafka-brokers", brokers.clone());
+    }
+    flag("--scan-api-addr", wiring.scan_api_addr.to_string());
+    flag("--vision-addr", wiring.vision_addr.to_string());
+    flag("--llm-addr", wiring.llm_addr.to_string());
+    flag("--vision-url", wiring.vision_url.clone());
+    flag("--llm-url", wiring.llm_url.clone());
+    if let Some(endpoint) = otlp {
+        flag("--otlp-endpoint", endpoint.to_owned());
+    }
+    args.push("--report-processed".into());
+    args
 }

@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 
 use plotters::prelude::*;
 
-use super::html::{DrawError, draw_err};
-use super::xml_escape;
-use crate::overhead::schema::{OverheadResult, TOTAL};
+use super::schema::{OverheadResult, TOTAL};
+use crate::html::{DrawError, draw_err};
+use crate::xml_escape;
 
 /// The terminal table of `result`.
 pub fn overhead_summary(result: &OverheadResult) -> String {
@@ -41,34 +41,7 @@ pub fn overhead_summary(result: &OverheadResult) -> String {
         "scans/s",
         "dropped",
     ];
-    let mut rows = Vec::new();
-    for arm in &result.arms {
-        let total = arm.cpu_us_per_scan.get(TOTAL).copied().unwrap_or_default();
-        let vs_off = arm.vs_off.as_ref().map_or_else(
-            || "—".to_owned(),
-            |d| {
-                format!(
-                    "{:+.1} [{:+.1}, {:+.1}] {:+.1} %{}",
-                    d.diff,
-                    d.ci95[0],
-                    d.ci95[1],
-                    d.diff_pct,
-                    if d.within_noise { " ~" } else { "" }
-                )
-            },
-        );
-        let dropped: u64 = arm.repeats.iter().map(|r| r.spans_dropped).sum();
-        rows.push(vec![
-            arm.name.clone(),
-            format!("{:.1} ± {:.1}", total.median, total.iqr),
-            vs_off,
-            arm.added_us_per_span
-                .map_or_else(|| "—".to_owned(), |u| format!("{u:.2}")),
-            format!("{:.1}", arm.e2e_p99_ms.median),
-            format!("{:.0}", arm.throughput_rps.median),
-            dropped.to_string(),
-        ]);
-    }
+    let rows: Vec<Vec<String>> = result.arms.iter().map(arm_row).collect();
     out.push_str(&table(&header, &rows));
     let _ = writeln!(
         out,
@@ -99,6 +72,35 @@ pub fn overhead_summary(result: &OverheadResult) -> String {
         );
     }
     out
+}
+
+/// One arm's row of the terminal table.
+fn arm_row(arm: &super::schema::ArmResult) -> Vec<String> {
+    let total = arm.cpu_us_per_scan.get(TOTAL).copied().unwrap_or_default();
+    let vs_off = arm.vs_off.as_ref().map_or_else(
+        || "—".to_owned(),
+        |d| {
+            format!(
+                "{:+.1} [{:+.1}, {:+.1}] {:+.1} %{}",
+                d.diff,
+                d.ci95[0],
+                d.ci95[1],
+                d.diff_pct,
+                if d.within_noise { " ~" } else { "" }
+            )
+        },
+    );
+    let dropped: u64 = arm.repeats.iter().map(|r| r.spans_dropped).sum();
+    vec![
+        arm.name.clone(),
+        format!("{:.1} ± {:.1}", total.median, total.iqr),
+        vs_off,
+        arm.added_us_per_span
+            .map_or_else(|| "—".to_owned(), |u| format!("{u:.2}")),
+        format!("{:.1}", arm.e2e_p99_ms.median),
+        format!("{:.0}", arm.throughput_rps.median),
+        dropped.to_string(),
+    ]
 }
 
 /// A table whose every column is as wide as its widest cell, two spaces apart: the first column
