@@ -5,13 +5,13 @@
 //! at the other side's PRODUCER span.
 //!
 //! The scripts live in `interop/python/`; `.ci/run` builds their venv (pinned in
-//! `interop/python/requirements.txt`) and passes its interpreter as `TB_PYTHON`. Without it
-//! every test here says so on stderr and passes without running.
+//! `interop/python/requirements.txt`) and passes its interpreter as `TB_PYTHON`. The tests are
+//! marked ignored, so a plain `cargo test` lists them as such; `.ci/run` runs them with
+//! `--include-ignored`, and one run without `TB_PYTHON` fails, saying so.
 
 mod common;
 
 use std::fs::File;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -26,19 +26,15 @@ use tb_telemetry::FinishedSpan;
 /// Celery's boot and a Kafka group join are a few seconds here; the margin is for a loaded CI.
 const PYTHON_DEADLINE: Duration = Duration::from_secs(90);
 
-/// The venv's interpreter from `TB_PYTHON`, or `None` after telling stderr the test is skipped.
-fn python() -> Option<PathBuf> {
+/// Why the tests here are ignored by a plain `cargo test`.
+const NEEDS_PYTHON: &str =
+    "needs TB_PYTHON, a venv of interop/python/requirements.txt (.ci/run provides it)";
+
+/// The venv's interpreter from `TB_PYTHON`; a test run without it fails, naming it.
+fn python() -> PathBuf {
     match std::env::var_os("TB_PYTHON") {
-        Some(path) if !path.is_empty() => Some(PathBuf::from(path)),
-        _ => {
-            // Straight to the stderr handle: `eprintln!` output of a passing test is captured
-            // and never shown, and a skip should be seen.
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped: TB_PYTHON not set (.ci/run sets it)"
-            );
-            None
-        }
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => panic!("{NEEDS_PYTHON}"),
     }
 }
 
@@ -246,8 +242,9 @@ async fn post_scan(pipeline: &Pipeline) -> (String, TraceId) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs TB_PYTHON, a venv of interop/python/requirements.txt (.ci/run provides it)"]
 async fn python_celery_worker_continues_the_trace_scan_api_published() {
-    let Some(python) = python() else { return };
+    let python = python();
     telemetry();
     let queue = queue();
     let scratch = Scratch::new();
@@ -301,8 +298,9 @@ async fn python_celery_worker_continues_the_trace_scan_api_published() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs TB_PYTHON, a venv of interop/python/requirements.txt (.ci/run provides it)"]
 async fn rust_worker_continues_the_trace_a_python_celery_client_sent() {
-    let Some(python) = python() else { return };
+    let python = python();
     telemetry();
     let queue = queue();
     let scratch = Scratch::new();
@@ -405,8 +403,9 @@ async fn rust_worker_continues_the_trace_a_python_celery_client_sent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs TB_PYTHON, a venv of interop/python/requirements.txt (.ci/run provides it)"]
 async fn python_kafka_consumer_continues_trace_from_headers() {
-    let Some(python) = python() else { return };
+    let python = python();
     telemetry();
     let queue = queue();
     let scratch = Scratch::new();
