@@ -29,7 +29,7 @@ use tb_report::Machine;
 use tb_report::overhead::schema::{
     ArmResult, Diff, OVERHEAD_SCHEMA_VERSION, OverheadResult, PerHop, RepeatResult, SelfTest, TOTAL,
 };
-use tb_report::overhead::stats::{self, Spread, median, median_ci95, paired};
+use tb_report::overhead::stats::{self, Spread, median, median_ci95};
 use tb_scenario::{Arm, ArmExporter, CapacitySearch, OverheadRate, Scenario};
 
 /// scan-api's service name (`tb_scan_api::SERVICE`, which this crate does not depend on).
@@ -65,9 +65,9 @@ pub enum OverheadError {
     Sink(String),
     /// The `off` arm held at no rate of the search, down to its lowest step.
     #[error(
-        "the off arm held at no rate of the search (from {0}/s, each tried twice, then halved {1} times): give overhead.rate"
+        "the off arm held at no rate of the search (from {0}/s down to its lowest step): give overhead.rate"
     )]
-    NoSaturation(f64, u32),
+    NoSaturation(f64),
 }
 
 /// Runs the ladder of `scenario.overhead` and writes `overhead.json` into `options.out`:
@@ -191,10 +191,7 @@ async fn off_saturation(
     result
         .capacity
         .and_then(|c| c.max_rate)
-        .ok_or(OverheadError::NoSaturation(
-            search.from,
-            crate::run::SEARCH_HALVINGS,
-        ))
+        .ok_or(OverheadError::NoSaturation(search.from))
 }
 
 /// What every repeat of the ladder shares.
@@ -449,6 +446,16 @@ fn cpu_of(rs: &[RepeatResult], key: &str) -> Vec<f64> {
         .collect()
 }
 
+/// `key`'s CPU µs per scan in `own` less `base`'s, round by round: an arm's repeat `r` ran in
+/// round `r` (see [`round_order`]), so the repeats pair by position. A round where either
+/// lacks `key` is left out rather than paired with another round's.
+fn round_differences(own: &[RepeatResult], base: &[RepeatResult], key: &str) -> Vec<f64> {
+    own.iter()
+        .zip(base)
+        .filter_map(|(o, b)| Some(o.cpu_us_per_scan.get(key)? - b.cpu_us_per_scan.get(key)?))
+        .collect()
+}
+
 /// One arm's statistics; `base` is the `off` arm's repeats to compare with (none for `off`
 /// itself, or without an `off` arm), `seed` the bootstrap's.
 fn arm_result(
@@ -470,12 +477,12 @@ fn arm_result(
             .map(|r| r.spans_ended as f64 / r.scans_total.max(1) as f64)
             .collect::<Vec<_>>(),
     );
-    let vs_off = base.map(|b| diff(&cpu_of(&rs, TOTAL), &cpu_of(b, TOTAL), seed));
+    let vs_off = base.map(|b| diff(&round_differences(&rs, b, TOTAL), &cpu_of(b, TOTAL), seed));
     let vs_off_by_service = base.map_or_else(BTreeMap::new, |b| {
         services
             .iter()
             .filter(|s| *s != TOTAL)
-            .map(|s| (s.clone(), median(&paired(&cpu_of(&rs, s), &cpu_of(b, s)))))
+            .map(|s| (s.clone(), median(&round_differences(&rs, b, s))))
             .collect()
     });
     let pick = |f: fn(&RepeatResult) -> f64| Spread::of(&rs.iter().map(f).collect::<Vec<_>>());
@@ -504,13 +511,13 @@ fn arm_result(
     }
 }
 
-/// `own` against `base`, round by round: the median of the paired differences, with its
-/// bootstrap interval (seeded by `seed`).
-fn diff(own: &[f64], base: &[f64], seed: u64) -> Diff {
+/// The median of one arm's `differences` from `base` round by round (see
+/// [`round_differences`]), with its bootstrap interval (seeded by `seed`) and as a share of
+/// `base`'s median.
+fn diff(differences: &[f64], base: &[f64], seed: u64) -> Diff {
     let base_median = median(base);
-    let differences = paired(own, base);
-    let diff = median(&differences);
-    let (lo, hi) = median_ci95(&differences, seed);
+    let diff = median(differences);
+    let (lo, hi) = median_ci95(differences, seed);
     Diff {
         diff,
         ci95: [lo, hi],
@@ -557,7 +564,6 @@ fn per_hop(arms: &[Arm], results: &[ArmResult]) -> Option<PerHop> {
 /// Every arm with a synthetic cost against the arm alike in all but that, round by round: the
 /// median of the paired differences in total CPU per scan, over the spans per scan.
 fn self_tests(arms: &[Arm], results: &[ArmResult]) -> Vec<SelfTest> {
-    let totals = |r: &ArmResult| cpu_of(&r.repeats, TOTAL);
     arms.iter()
         .zip(results)
         .filter(|(a, _)| !a.synthetic_span_cost.is_zero())
@@ -568,7 +574,7 @@ fn self_tests(arms: &[Arm], results: &[ArmResult]) -> Vec<SelfTest> {
                     && b.exporter == a.exporter
             })?;
             let expected = a.synthetic_span_cost.as_secs_f64() * 1e6;
-            let added = median(&paired(&totals(r), &totals(twin)));
+            let added = median(&round_differences(&r.repeats, &twin.repeats, TOTAL));
             let recovered = added / r.spans_per_scan.max(f64::MIN_POSITIVE);
             let error_pct = (recovered / expected - 1.0) * 100.0;
             Some(SelfTest {
@@ -734,6 +740,24 @@ mod tests {
             scans_total: 10,
             ..RepeatResult::default()
         }
+    }
+
+    #[test]
+    fn a_round_missing_a_service_is_left_out_not_paired_with_another() {
+        let mut gap = repeat(510.0, 0.0, 0);
+        gap.cpu_us_per_scan.remove(tb_mocks::vision::SERVICE);
+        let own = [repeat(560.0, 45.0, 0), gap, repeat(580.0, 65.0, 0)];
+        let base = [
+            repeat(500.0, 40.0, 0),
+            repeat(500.0, 50.0, 0),
+            repeat(520.0, 60.0, 0),
+        ];
+        assert_eq!(round_differences(&own, &base, TOTAL), [60.0, 10.0, 60.0]);
+        assert_eq!(
+            round_differences(&own, &base, tb_mocks::vision::SERVICE),
+            [5.0, 5.0],
+            "rounds 1 and 3 only"
+        );
     }
 
     #[test]

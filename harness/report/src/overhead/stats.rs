@@ -66,13 +66,8 @@ pub fn median(values: &[f64]) -> f64 {
     quantile(values, 0.5)
 }
 
-/// `a[i] - b[i]` for every round both have: the differences a paired comparison reads.
-pub fn paired(a: &[f64], b: &[f64]) -> Vec<f64> {
-    a.iter().zip(b).map(|(x, y)| x - y).collect()
-}
-
-/// The 95 % interval of the median of `differences` (see [`paired`]), from [`RESAMPLES`]
-/// resamples of the rounds, seeded by `seed`.
+/// The 95 % interval of the median of `differences` (one arm less another, one value per
+/// round), from [`RESAMPLES`] resamples of the rounds, seeded by `seed`.
 pub fn median_ci95(differences: &[f64], seed: u64) -> (f64, f64) {
     if differences.is_empty() {
         return (0.0, 0.0);
@@ -94,6 +89,11 @@ pub fn median_ci95(differences: &[f64], seed: u64) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `a[i] - b[i]`: two arms' differences round by round.
+    fn paired(a: &[f64], b: &[f64]) -> Vec<f64> {
+        a.iter().zip(b).map(|(x, y)| x - y).collect()
+    }
 
     #[test]
     fn quantiles_interpolate_between_order_statistics() {

@@ -38,7 +38,7 @@ use tb_report::{
 use tb_scenario::Scenario;
 use tb_telemetry::TelemetryGuard;
 
-pub use capacity::{HALVINGS as SEARCH_HALVINGS, most_steps as most_search_steps};
+pub use capacity::most_steps as most_search_steps;
 pub use expect::{edge_matches, judge};
 pub use faults::collector as collector_proxy;
 pub use session::delete_queue;
