@@ -142,12 +142,8 @@ pub async fn run_scenario(args: RunArgs) -> anyhow::Result<Outcome> {
         _ => None,
     };
     let telemetry = TelemetryConfig {
-        sampling: scenario.tracing.sampling,
-        exporter: collection.exporter.clone(),
-        batch: scenario.tracing.batch,
         log_filter: Some("info".to_owned()),
-        synthetic_span_cost: scenario.tracing.synthetic_span_cost,
-        ..TelemetryConfig::default()
+        ..scenario.tracing.telemetry(collection.exporter.clone())
     };
     let guard = tb_telemetry::init_services_with_writer(&SERVICES, telemetry, Arc::new(log))
         .context("setting up telemetry")?;
@@ -168,7 +164,6 @@ pub async fn run_scenario(args: RunArgs) -> anyhow::Result<Outcome> {
         ServicesArg::InProcess => Services::InProcess,
         ServicesArg::Process => Services::Process {
             exe: std::env::current_exe().context("finding the tracebench executable")?,
-            scenario: args.file.clone(),
             otlp_endpoint: child_otlp,
         },
     };

@@ -17,7 +17,7 @@ use tb_telemetry::spans::ConsumerRelation;
 use tb_telemetry::{Exporter, Protocol, Sampling, TelemetryConfig, TelemetryGuard};
 use tokio::sync::mpsc;
 
-use tb_scenario::{RawExporter, Scenario};
+use tb_scenario::{Scenario, ServiceSpec};
 
 /// The arguments of `tracebench service`.
 #[derive(Debug, Parser)]
@@ -63,9 +63,14 @@ pub struct ServiceArgs {
     #[arg(long, default_value = "child", value_parser = relation_parser())]
     pub relation: ConsumerRelation,
     /// Take every service knob (latencies, faults, worker, tracing) from this scenario file;
-    /// the address flags still apply. `tracebench run --services process` passes it.
-    #[arg(long)]
+    /// the address flags still apply.
+    #[arg(long, conflicts_with = "spec")]
     pub scenario: Option<PathBuf>,
+    /// Take every service knob from this service spec (JSON), as `tracebench run --services
+    /// process` and `tracebench overhead` hand them to their children (`spec.json` in the
+    /// output directory); the address flags still apply.
+    #[arg(long)]
+    pub spec: Option<PathBuf>,
     /// The task queue (default `scan.tasks`).
     #[arg(long)]
     pub queue: Option<String>,
@@ -186,26 +191,34 @@ impl ServiceArgs {
         config
     }
 
-    /// Telemetry for these services, under the scenario's tracing plan when there is one.
-    fn telemetry(&self, scenario: Option<&Scenario>) -> TelemetryConfig {
-        let mut telemetry = TelemetryConfig {
-            sampling: self.sampling,
-            exporter: Exporter::Otlp {
-                protocol: Protocol::Grpc,
-                endpoint: self.otlp_endpoint.clone(),
-                timeout: Duration::from_secs(10),
-            },
-            ..TelemetryConfig::default()
+    /// Telemetry for these services, under the plan's tracing when there is one.
+    fn telemetry(&self, spec: Option<&ServiceSpec>) -> TelemetryConfig {
+        let otlp = Exporter::Otlp {
+            protocol: Protocol::Grpc,
+            endpoint: self.otlp_endpoint.clone(),
+            timeout: Duration::from_secs(10),
         };
-        if let Some(s) = scenario {
-            telemetry.sampling = s.tracing.sampling;
-            telemetry.batch = s.tracing.batch;
-            telemetry.synthetic_span_cost = s.tracing.synthetic_span_cost;
-            if s.tracing.exporter == RawExporter::Discard {
-                telemetry.exporter = Exporter::Discard;
-            }
+        match spec {
+            Some(spec) => spec.tracing.telemetry(otlp),
+            None => TelemetryConfig {
+                sampling: self.sampling,
+                exporter: otlp,
+                ..TelemetryConfig::default()
+            },
         }
-        telemetry
+    }
+
+    /// The plan's knobs: from `--spec`, from `--scenario`, or none (the flags').
+    fn spec(&self) -> anyhow::Result<Option<ServiceSpec>> {
+        if let Some(file) = &self.spec {
+            return Ok(Some(ServiceSpec::read(file)?));
+        }
+        match &self.scenario {
+            Some(file) => Ok(Some(ServiceSpec::of(
+                &Scenario::load(file).context("scenario error")?,
+            ))),
+            None => Ok(None),
+        }
     }
 }
 
@@ -220,13 +233,10 @@ pub async fn serve(args: ServiceArgs) -> anyhow::Result<()> {
         anyhow::bail!("--time-scale must be a finite number >= 0");
     }
     let services = args.services()?;
-    let scenario = match &args.scenario {
-        Some(file) => Some(Scenario::load(file).context("scenario error")?),
-        None => None,
-    };
-    let telemetry = args.telemetry(scenario.as_ref());
+    let spec = args.spec()?;
+    let telemetry = args.telemetry(spec.as_ref());
     let guard = init_telemetry(&services, telemetry, args.log_file.as_deref())?;
-    let mut config = match scenario {
+    let mut config = match spec {
         Some(s) => s.pipeline,
         None => args.knobs(),
     };
@@ -324,14 +334,14 @@ mod tests {
         let line = tb_runner::children::command_line(
             "worker",
             &wiring,
-            Path::new("scenarios/smoke.yaml"),
+            Path::new("run/spec.json"),
             Some("http://127.0.0.1:4317"),
         );
         // The first element stands where clap expects the executable's name.
         let args = ServiceArgs::try_parse_from(line).expect("parses");
         assert_eq!(args.name, "worker");
         assert_eq!(args.wiring(), wiring);
-        assert_eq!(args.scenario, Some(PathBuf::from("scenarios/smoke.yaml")));
+        assert_eq!(args.spec, Some(PathBuf::from("run/spec.json")));
         assert_eq!(args.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4317"));
         assert!(args.report_processed);
     }

@@ -376,6 +376,7 @@ mod tests {
             e2e_p99_ms: Spread::default(),
             throughput_rps: Spread::default(),
             otlp_bytes_per_scan: Spread::default(),
+            switches_per_scan: None,
         }
     }
 

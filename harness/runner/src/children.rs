@@ -2,8 +2,8 @@
 //! `tracebench service <name>` child process, for overhead and fault runs where sharing one
 //! process (one runtime, one allocator, one telemetry pipeline) would blur the picture.
 //!
-//! Children get the scenario file (so every knob matches the in-process run) and the run's
-//! [`Wiring`]; they export spans over OTLP to the harness's sink. End-to-end completion comes
+//! Children get the plan's knobs as one [`ServiceSpec`] file (so every knob matches the
+//! in-process run) and the run's [`Wiring`] on their command line; they export spans over OTLP to the harness's sink. End-to-end completion comes
 //! from the consumers' structured [`ProcessedLine`]s on their stdout, not from their logs, so
 //! it holds at any log level. Children are killed when the handle is dropped, so an error or
 //! Ctrl-C in the harness never leaves one behind; a normal shutdown asks each to stop (SIGINT)
@@ -20,6 +20,7 @@ use tb_consumers::Processed;
 use tb_messaging::kafka::EmbeddedKafka;
 use tb_pipeline::events::SpanCounts;
 use tb_pipeline::{KafkaChoice, ProcessedLine, SERVICES, SpansLine, Wiring};
+use tb_scenario::{ServiceSpec, SpecError};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -33,6 +34,9 @@ pub enum ChildrenError {
     /// The embedded Kafka broker did not start.
     #[error("kafka: {0}")]
     Kafka(#[from] tb_messaging::kafka::KafkaSetupError),
+    /// The spec file could not be written.
+    #[error("the services' spec: {0}")]
+    Spec(#[from] SpecError),
     /// scan-api never accepted connections.
     #[error("scan-api did not listen on {0} within 60 s (see its log)")]
     NotReady(SocketAddr),
@@ -238,6 +242,41 @@ pub struct Children {
     /// Scan events the consumers finished, from their logs.
     pub processed: mpsc::UnboundedReceiver<Processed>,
     _kafka: Option<EmbeddedKafka>,
+    _spec: SpecFile,
+}
+
+/// The file the children read their [`ServiceSpec`] from: `spec.json` beside their logs, or a
+/// temporary file removed with the children (a restarted child reads it again).
+struct SpecFile {
+    path: PathBuf,
+    temporary: bool,
+}
+
+impl SpecFile {
+    fn write(spec: &ServiceSpec, log_dir: Option<&Path>) -> Result<Self, ChildrenError> {
+        let (path, temporary) = match log_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| ChildrenError::Spawn("spec", e))?;
+                (dir.join("spec.json"), false)
+            }
+            None => {
+                static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let name = format!("tracebench-spec-{}-{n}.json", std::process::id());
+                (std::env::temp_dir().join(name), true)
+            }
+        };
+        spec.write(&path)?;
+        Ok(Self { path, temporary })
+    }
+}
+
+impl Drop for SpecFile {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 pub(crate) fn free_port(name: &'static str) -> Result<SocketAddr, ChildrenError> {
@@ -266,7 +305,7 @@ impl Children {
         ChildControl(self.shared.clone())
     }
 
-    /// Spawns one `exe service <name>` per service with `scenario`'s knobs and `wiring`'s
+    /// Spawns one `exe service <name>` per service with `spec`'s knobs and `wiring`'s
     /// brokers and queue (its listen addresses are replaced by free ports), exporting to
     /// `otlp`; each child's output goes to `log_dir/<name>.log`.
     ///
@@ -276,11 +315,12 @@ impl Children {
     /// does not come up.
     pub async fn spawn(
         exe: &Path,
-        scenario: &Path,
+        spec: &ServiceSpec,
         wiring: &Wiring,
         otlp: Option<&str>,
         log_dir: Option<&Path>,
     ) -> Result<Self, ChildrenError> {
+        let spec = SpecFile::write(spec, log_dir)?;
         let (kafka, brokers) = match &wiring.kafka {
             KafkaChoice::Embedded => {
                 // The mock cluster is a real broker on a local port: children connect to it.
@@ -313,7 +353,7 @@ impl Children {
         let mut pumps = Vec::new();
         let mut procs = Vec::new();
         for name in SERVICES {
-            let args = command_line(name, &wiring, scenario, otlp);
+            let args = command_line(name, &wiring, &spec.path, otlp);
             let (child, more) = launcher.launch(name, &args)?;
             pumps.extend(more);
             procs.push(Proc {
@@ -333,6 +373,7 @@ impl Children {
             scan_api,
             processed,
             _kafka: kafka,
+            _spec: spec,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while tokio::net::TcpStream::connect(scan_api).await.is_err() {
@@ -420,17 +461,12 @@ impl Children {
         (errors, spans, killed)
     }
 }
-/// The command line (after the executable) that runs service `name` as a child of a run:
-/// `scenario`'s knobs, `wiring`'s brokers, queue and addresses, spans to `otlp`, and processed
-/// scans reported on stdout.
-pub fn command_line(
-    name: &str,
-    wiring: &Wiring,
-    scenario: &Path,
-    otlp: Option<&str>,
-) -> Vec<OsString> {
-    let mut args: Vec<OsString> = vec!["service".into(), name.into(), "--scenario".into()];
-    args.push(scenario.as_os_str().to_owned());
+/// The command line (after the executable) that runs service `name` as a child of a run: the
+/// knobs of the [`ServiceSpec`] at `spec`, `wiring`'s brokers, queue and addresses, spans to
+/// `otlp`, and processed scans reported on stdout.
+pub fn command_line(name: &str, wiring: &Wiring, spec: &Path, otlp: Option<&str>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["service".into(), name.into(), "--spec".into()];
+    args.push(spec.as_os_str().to_owned());
     let mut flag = |name: &str, value: String| {
         args.push(name.into());
         args.push(value.into());

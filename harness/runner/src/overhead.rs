@@ -17,14 +17,13 @@ use std::time::{Duration, SystemTime};
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use serde_norway::{Mapping, Value};
 use tb_load::Arrival;
 use tb_telemetry::Sampling;
 use tb_traces::sink::StoreStats;
 use tokio::process::{Child, Command};
 
 use crate::infra::Provisioned;
-use crate::run::{Measured, RunError, RunOptions, Services, SpanSource};
+use crate::run::{Measured, ProcessCost, RunError, RunOptions, Services, SpanSource};
 use tb_report::Machine;
 use tb_report::overhead::schema::{
     ArmResult, Diff, OVERHEAD_SCHEMA_VERSION, OverheadResult, PerHop, RepeatResult, SelfTest, TOTAL,
@@ -38,9 +37,9 @@ const SCAN_API: &str = "scan-api";
 /// How `tracebench overhead` runs (as opposed to what the scenario runs).
 #[derive(Clone, Debug)]
 pub struct OverheadOptions {
-    /// The scenario file (arm files are derived from it).
+    /// The scenario file.
     pub file: PathBuf,
-    /// Where `overhead.json`, the arm files and every repeat's logs go.
+    /// Where `overhead.json` and every repeat's logs and service spec go.
     pub out: PathBuf,
     /// The `tracebench` executable, for the service and sink processes.
     pub exe: PathBuf,
@@ -54,9 +53,6 @@ pub enum OverheadError {
     /// A file could not be read or written.
     #[error("{0}: {1}")]
     Io(PathBuf, std::io::Error),
-    /// The scenario file is not a YAML mapping to derive arm files from.
-    #[error("{0}: {1}")]
-    Yaml(PathBuf, String),
     /// A run failed.
     #[error(transparent)]
     Run(#[from] RunError),
@@ -71,7 +67,7 @@ pub enum OverheadError {
 }
 
 /// Runs the ladder of `scenario.overhead` and writes `overhead.json` into `options.out`:
-/// the arms' scenario files, the sink process when an arm exports to it, the offered rate,
+/// the sink process when an arm exports to it, the offered rate,
 /// every repeat, the statistics.
 ///
 /// # Errors
@@ -86,19 +82,7 @@ pub async fn run(
     let plan = &scenario.overhead;
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let machine = crate::machine::measure().await;
-    let text = std::fs::read_to_string(&options.file).map_err(io(&options.file))?;
-    let arm_files = plan
-        .arms
-        .iter()
-        .enumerate()
-        .map(|(i, arm)| {
-            let path = options
-                .out
-                .join("arms")
-                .join(format!("{i:02}-{}.yaml", slug(&arm.name)));
-            write_arm_file(&text, &options.file, arm, &path).map(|()| path)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    std::fs::create_dir_all(&options.out).map_err(io(&options.out))?;
     let needs_sink = plan
         .arms
         .iter()
@@ -111,7 +95,7 @@ pub async fn run(
     let (rate, off_saturation) = match plan.rate {
         OverheadRate::Fixed(r) => (r, None),
         OverheadRate::ShareOfSaturation(share, search) => {
-            let max = off_saturation(scenario, infra, options, &text, search).await?;
+            let max = off_saturation(scenario, infra, options, search).await?;
             if !options.quiet {
                 eprintln!(
                     "tracebench: overhead: off saturates at {max:.0} scans/s; offering {:.0} % of it",
@@ -125,7 +109,6 @@ pub async fn run(
         scenario,
         infra,
         options,
-        arm_files,
         sink: sink.as_ref(),
         rate,
     };
@@ -159,7 +142,6 @@ async fn off_saturation(
     scenario: &Scenario,
     infra: &Provisioned,
     options: &OverheadOptions,
-    text: &str,
     search: CapacitySearch,
 ) -> Result<f64, OverheadError> {
     let off = Arm {
@@ -168,10 +150,7 @@ async fn off_saturation(
         exporter: ArmExporter::Discard,
         synthetic_span_cost: Duration::ZERO,
     };
-    let file = options.out.join("arms").join("saturation-off.yaml");
-    write_arm_file(text, &options.file, &off, &file)?;
-    let mut s = scenario.clone();
-    s.tracing.sampling = Sampling::Off;
+    let mut s = scenario.with_arm(&off);
     s.warmup = Duration::ZERO;
     // Each step is held, then drained; the budget only stops a runaway search.
     s.duration = (search.hold + Duration::from_secs(5)) * crate::run::most_search_steps(&search);
@@ -182,7 +161,6 @@ async fn off_saturation(
         quiet: options.quiet,
         services: Services::Process {
             exe: options.exe.clone(),
-            scenario: file,
             otlp_endpoint: None,
         },
         collector: None,
@@ -199,8 +177,6 @@ struct Ladder<'a> {
     scenario: &'a Scenario,
     infra: &'a Provisioned,
     options: &'a OverheadOptions,
-    /// Each arm's scenario file, by arm index.
-    arm_files: Vec<PathBuf>,
     sink: Option<&'a SinkProcess>,
     /// The offered rate (scans/s).
     rate: f64,
@@ -253,12 +229,10 @@ impl Ladder<'_> {
             }
         };
         let before = received().await;
-        let mut s = self.scenario.clone();
+        let mut s = self.scenario.with_arm(arm);
         s.search = None;
         s.load.arrival = Arrival::Constant { rate: self.rate };
         s.seed = self.scenario.seed.wrapping_add(n as u64);
-        s.tracing.sampling = arm.sampling;
-        s.tracing.synthetic_span_cost = arm.synthetic_span_cost;
         let run_options = RunOptions {
             out: Some(self.options.out.join("repeats").join(format!(
                 "{:03}-{}",
@@ -269,7 +243,6 @@ impl Ladder<'_> {
             quiet: true,
             services: Services::Process {
                 exe: self.options.exe.clone(),
-                scenario: self.arm_files[a].clone(),
                 otlp_endpoint: endpoint,
             },
             collector: None,
@@ -312,73 +285,26 @@ fn slug(name: &str) -> String {
         .collect()
 }
 
-/// The scenario file as written, with `arm`'s tracing in place of its own: what the service
-/// processes of that arm read their knobs from.
-fn write_arm_file(text: &str, file: &Path, arm: &Arm, path: &Path) -> Result<(), OverheadError> {
-    let yaml = |e: String| OverheadError::Yaml(file.to_owned(), e);
-    let mut doc: Value = serde_norway::from_str(text).map_err(|e| yaml(e.to_string()))?;
-    let root = doc
-        .as_mapping_mut()
-        .ok_or_else(|| yaml("expected a mapping at the top".to_owned()))?;
-    if !root.get("tracing").is_some_and(Value::is_mapping) {
-        root.insert("tracing".into(), Value::Mapping(Mapping::new()));
-    }
-    let tracing = root
-        .get_mut("tracing")
-        .and_then(Value::as_mapping_mut)
-        .ok_or_else(|| yaml("tracing is not a mapping".to_owned()))?;
-    let sampler = match arm.sampling {
-        Sampling::Off => Value::from("off"),
-        Sampling::AlwaysOff => Value::from("always_off"),
-        Sampling::AlwaysOn => Value::from("always_on"),
-        Sampling::Ratio(r) => {
-            let mut m = Mapping::new();
-            m.insert("ratio".into(), Value::from(r));
-            Value::Mapping(m)
-        }
-    };
-    tracing.insert("sampler".into(), sampler);
-    // The children export to the endpoint on their command line unless told to discard.
-    let exporter = match arm.exporter {
-        ArmExporter::Discard => "discard",
-        ArmExporter::Otlp | ArmExporter::External => "embedded",
-    };
-    tracing.insert("exporter".into(), Value::from(exporter));
-    tracing.insert(
-        "synthetic_span_cost_us".into(),
-        Value::from(arm.synthetic_span_cost.as_secs_f64() * 1e6),
-    );
-    let body = serde_norway::to_string(&doc).map_err(|e| yaml(e.to_string()))?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-    }
-    let header = format!(
-        "# Arm {:?} of {}, written by tracebench overhead: the scenario with this arm's tracing.\n",
-        arm.name,
-        file.display()
-    );
-    std::fs::write(path, header + &body).map_err(io(path))?;
-    // The same validation the children will apply, so a bad derivation fails here, once.
-    Scenario::load(path).map_err(|e| yaml(e.to_string()))?;
-    Ok(())
-}
-
 /// A repeat's figures from what [`crate::run::measure`] measured.
 fn repeat_result(m: &Measured, otlp_bytes: u64) -> RepeatResult {
     let scans = m.load.followed.accepted.max(1) as f64;
-    let mut cpu: BTreeMap<String, f64> = m
-        .cpu
-        .iter()
-        .map(|(name, ns, _)| (name.clone(), *ns as f64 / 1e3 / scans))
-        .collect();
-    let total = cpu.values().sum();
-    cpu.insert(TOTAL.to_owned(), total);
+    let per_scan = |of: fn(&ProcessCost) -> u64, scale: f64| {
+        let mut map: BTreeMap<String, f64> = m
+            .cpu
+            .iter()
+            .map(|p| (p.name.clone(), of(p) as f64 * scale / scans))
+            .collect();
+        let total = map.values().sum();
+        map.insert(TOTAL.to_owned(), total);
+        map
+    };
     RepeatResult {
-        cpu_us_per_scan: cpu,
+        cpu_us_per_scan: per_scan(|p| p.cpu_ns, 1e-3),
+        switches_per_scan: per_scan(|p| p.switches, 1.0),
         peak_rss_kb: m
             .cpu
             .iter()
-            .map(|(name, _, rss)| (name.clone(), *rss))
+            .map(|p| (p.name.clone(), p.peak_rss_kb))
             .collect(),
         scans: m.load.followed.accepted,
         lost: m.load.followed.lost,
@@ -486,6 +412,10 @@ fn arm_result(
             .collect()
     });
     let pick = |f: fn(&RepeatResult) -> f64| Spread::of(&rs.iter().map(f).collect::<Vec<_>>());
+    let switches: Vec<f64> = rs
+        .iter()
+        .filter_map(|r| r.switches_per_scan.get(TOTAL).copied())
+        .collect();
     ArmResult {
         name: arm.name.clone(),
         sampler: sampler_name(arm.sampling),
@@ -507,6 +437,7 @@ fn arm_result(
         e2e_p99_ms: pick(|r| r.e2e_p99_ms),
         throughput_rps: pick(|r| r.throughput_rps),
         otlp_bytes_per_scan: pick(|r| r.otlp_bytes as f64 / r.scans_total.max(1) as f64),
+        switches_per_scan: (!switches.is_empty()).then(|| Spread::of(&switches)),
         repeats: rs,
     }
 }
@@ -661,17 +592,6 @@ impl SinkProcess {
     }
 }
 
-/// Whether `exporter` in a scenario is what an arm of `exporter` writes: kept in step with
-/// [`write_arm_file`].
-#[cfg(test)]
-fn written_as(exporter: ArmExporter) -> tb_scenario::RawExporter {
-    use tb_scenario::RawExporter;
-    match exporter {
-        ArmExporter::Discard => RawExporter::Discard,
-        ArmExporter::Otlp | ArmExporter::External => RawExporter::Embedded,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -696,33 +616,6 @@ mod tests {
             order, fixed,
             "shuffled within the rounds, not the arms' order each time"
         );
-    }
-
-    #[test]
-    fn an_arm_file_is_the_scenario_with_the_arms_tracing() {
-        let dir = std::env::temp_dir().join(format!("tb-arm-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let text = "name: t\nduration: 1s\nload: {arrival: constant, rate: 10}\ntracing: {sampler: always_on, batch: {max_queue_size: 4096}}\n";
-        for (sampling, exporter, us) in [
-            (Sampling::Ratio(0.01), ArmExporter::Discard, 0.0),
-            (Sampling::AlwaysOn, ArmExporter::Otlp, 50.0),
-            (Sampling::Off, ArmExporter::Discard, 0.0),
-        ] {
-            let arm = Arm {
-                name: "a".to_owned(),
-                sampling,
-                exporter,
-                synthetic_span_cost: Duration::from_secs_f64(us / 1e6),
-            };
-            let path = dir.join("a.yaml");
-            write_arm_file(text, Path::new("t.yaml"), &arm, &path).expect("written");
-            let s = Scenario::load(&path).expect("loads");
-            assert_eq!(s.tracing.sampling, sampling);
-            assert_eq!(s.tracing.exporter, written_as(exporter));
-            assert_eq!(s.tracing.synthetic_span_cost, arm.synthetic_span_cost);
-            assert_eq!(s.tracing.batch.max_queue_size, 4096, "the rest is kept");
-        }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -19,13 +19,20 @@ fn stat_ticks(path: &str) -> Option<u64> {
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
-/// A process's CPU time at one moment: each live thread's time on CPU in nanoseconds (its
-/// `schedstat`), and the whole process's in clock ticks (its `stat`, which also holds the
-/// threads that have exited).
+/// A process's CPU time at one moment: each live thread's time on CPU in nanoseconds and the
+/// times it was put on a CPU (its `schedstat`), and the whole process's time in clock ticks
+/// (its `stat`, which also holds the threads that have exited).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CpuSnapshot {
-    threads: std::collections::BTreeMap<u64, u64>,
+    threads: std::collections::BTreeMap<u64, ThreadTime>,
     process_ticks: u64,
+}
+
+/// One thread's `schedstat`: nanoseconds on a CPU, and how many times it was put on one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ThreadTime {
+    ns: u64,
+    slices: u64,
 }
 
 impl CpuSnapshot {
@@ -38,17 +45,33 @@ impl CpuSnapshot {
     /// that way, the ticks are the answer.
     pub fn ns_since(&self, earlier: &Self) -> u64 {
         let tick_ns = 1_000_000_000 / ticks_per_second();
-        let precise: u64 = self
-            .threads
-            .iter()
-            .map(|(tid, ns)| ns.saturating_sub(earlier.threads.get(tid).copied().unwrap_or(0)))
-            .sum();
+        let precise: u64 = self.growth(earlier, |t| t.ns);
         let coarse = self.process_ticks.saturating_sub(earlier.process_ticks) * tick_ns;
         if precise + 2 * tick_ns < coarse {
             coarse
         } else {
             precise
         }
+    }
+
+    /// Times a thread of the process was put on a CPU between `earlier` and this snapshot:
+    /// each wake-up of a parked thread, and each return after a preemption, is one. The
+    /// context switches a process pays for, in the kernel's own count; a thread that exited in
+    /// between takes its last stretch with it.
+    pub fn switches_since(&self, earlier: &Self) -> u64 {
+        self.growth(earlier, |t| t.slices)
+    }
+
+    /// The sum over live threads of `field`'s growth since `earlier` (from zero for a thread
+    /// started since).
+    fn growth(&self, earlier: &Self, field: impl Fn(&ThreadTime) -> u64) -> u64 {
+        self.threads
+            .iter()
+            .map(|(tid, now)| {
+                let then = earlier.threads.get(tid).map_or(0, &field);
+                field(now).saturating_sub(then)
+            })
+            .sum()
     }
 }
 
@@ -68,11 +91,17 @@ pub fn cpu_snapshot(pid: &str) -> Option<CpuSnapshot> {
         else {
             continue;
         };
-        if let Some(ns) = std::fs::read_to_string(task.path().join("schedstat"))
+        // "<ns on a CPU> <ns waiting for one> <times put on one>"
+        if let Some(time) = std::fs::read_to_string(task.path().join("schedstat"))
             .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .and_then(|s| {
+                let mut fields = s.split_whitespace().map(|f| f.parse::<u64>().ok());
+                let ns = fields.next()??;
+                let slices = fields.nth(1)??;
+                Some(ThreadTime { ns, slices })
+            })
         {
-            threads.insert(tid, ns);
+            threads.insert(tid, time);
         }
     }
     Some(CpuSnapshot {
@@ -149,5 +178,32 @@ mod tests {
         let slack = 2 * 10_000_000 * (after.threads.len() as u64 + 1);
         assert!(ns <= coarse + slack, "{ns} vs {coarse}");
         assert_eq!(after.ns_since(&after), 0);
+    }
+
+    #[test]
+    fn every_wake_up_of_a_parked_thread_counts_as_a_switch() {
+        // A thread that this one wakes 200 times, waiting each time until it has gone back to
+        // sleep: it is put on a CPU at least once per wake-up.
+        let (ping, pings) = std::sync::mpsc::channel::<()>();
+        let (pong, pongs) = std::sync::mpsc::channel::<()>();
+        let echo = std::thread::spawn(move || {
+            while pings.recv().is_ok() {
+                let _ = pong.send(());
+            }
+        });
+        // Let it start and park first.
+        ping.send(()).expect("ping");
+        pongs.recv().expect("pong");
+        let before = cpu_snapshot("self").expect("/proc/self");
+        for _ in 0..200 {
+            ping.send(()).expect("ping");
+            pongs.recv().expect("pong");
+        }
+        let after = cpu_snapshot("self").expect("/proc/self");
+        drop(ping);
+        echo.join().expect("echo");
+        let switches = after.switches_since(&before);
+        assert!(switches >= 200, "{switches} switches for 200 wake-ups");
+        assert_eq!(after.switches_since(&after), 0);
     }
 }

@@ -12,6 +12,7 @@ pub mod check;
 mod error;
 pub mod plan;
 pub mod raw;
+pub mod spec;
 
 use std::path::Path;
 
@@ -21,6 +22,7 @@ pub use plan::{
     ScheduledFault, TracingPlan, arm_name,
 };
 pub use raw::{ArmExporter, FaultHop, Hop, InfraMode, RawExporter, RawScenario};
+pub use spec::{ServiceSpec, SpecError};
 
 impl Scenario {
     /// Reads and validates the scenario at `path`.

@@ -51,7 +51,7 @@ pub struct Infra {
 }
 
 /// Tracing plan.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TracingPlan {
     /// Sampler.
     pub sampling: Sampling,

@@ -524,7 +524,7 @@ pub struct RawConsumers {
 }
 
 /// Where spans go.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum RawExporter {
     /// The harness's embedded sink, read in-process.

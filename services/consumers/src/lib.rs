@@ -47,7 +47,7 @@ pub const CHARACTER_GROUP: &str = "character";
 pub const MY_GROUP: &str = "my";
 
 /// How the consumers run. The seed's values live with the pipeline (`tb_pipeline::seed`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ConsumerConfig {
     /// Whether the CONSUMER span is the producer's child or a new trace linked to it.
     pub relation: ConsumerRelation,
@@ -78,24 +78,39 @@ pub struct Processed {
 /// table) holds no pending request for it any more and ignores the second completion.
 #[derive(Debug, Default)]
 pub struct Completions {
-    /// Scans one consumer has finished, by task id: which one.
-    half: std::collections::HashMap<String, &'static str>,
+    /// Scans one consumer has finished, by task id: which one, and when.
+    half: std::collections::HashMap<String, (&'static str, Instant)>,
 }
 
 impl Completions {
     /// Takes one consumer's event; `true` when it completes the scan (at `p.at`).
     pub fn complete(&mut self, p: &Processed) -> bool {
         match self.half.get(p.task_id.as_str()) {
-            Some(first) if *first != p.consumer => {
+            Some((first, _)) if *first != p.consumer => {
                 self.half.remove(p.task_id.as_str());
                 true
             }
             Some(_) => false,
             None => {
-                self.half.insert(p.task_id.clone(), p.consumer);
+                self.half.insert(p.task_id.clone(), (p.consumer, p.at));
                 false
             }
         }
+    }
+
+    /// Forgets the scans only one consumer finished more than `age` before `now` (the other
+    /// never will: its event was lost, or it is not running), so that a process that follows
+    /// scans for hours holds only the recent ones. Returns how many it forgot.
+    pub fn forget_older_than(&mut self, age: Duration, now: Instant) -> usize {
+        let before = self.half.len();
+        self.half
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < age);
+        before - self.half.len()
+    }
+
+    /// Scans one consumer has finished and the other not yet.
+    pub fn half_done(&self) -> usize {
+        self.half.len()
     }
 }
 
@@ -497,7 +512,26 @@ mod tests {
         assert!(c.complete(&event(MY, "a")));
         assert!(!c.complete(&event(MY, "b")));
         assert!(c.complete(&event(CHARACTER, "b")), "in either order");
-        assert!(c.half.is_empty());
+        assert_eq!(c.half_done(), 0);
+    }
+
+    #[test]
+    fn a_scan_only_one_consumer_finished_is_forgotten_once_it_is_old() {
+        let start = Instant::now();
+        let event = |consumer, task_id: &str, after_s| Processed {
+            consumer,
+            task_id: task_id.to_owned(),
+            at: start + Duration::from_secs(after_s),
+        };
+        let mut c = Completions::default();
+        assert!(!c.complete(&event(CHARACTER, "old", 0)));
+        assert!(!c.complete(&event(MY, "recent", 50)));
+        let now = start + Duration::from_secs(70);
+        assert_eq!(c.forget_older_than(Duration::from_secs(60), now), 1);
+        assert_eq!(c.half_done(), 1);
+        // The forgotten scan starts over; the recent one still completes.
+        assert!(!c.complete(&event(MY, "old", 71)));
+        assert!(c.complete(&event(CHARACTER, "recent", 71)));
     }
 
     /// Runs [`consume`] for `group` on `brokers` with 8 records at once; `handle` gets each

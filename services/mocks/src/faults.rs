@@ -8,7 +8,7 @@ use rand::{Rng, RngExt};
 
 /// Fault rates of one mock service. The three rates are shares of all requests and add up to at
 /// most 1.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Faults {
     /// Share answered `500 Internal Server Error`.
     pub error_rate: f64,

@@ -12,7 +12,7 @@ use rand_distr::{Distribution, Exp, LogNormal, Normal, Pareto, Uniform};
 const Z_P99: f64 = 2.326_347_874_040_841;
 
 /// A latency distribution, in milliseconds.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Latency {
     /// Always `ms`.
     Constant {

@@ -26,7 +26,7 @@ use crate::{Faults, Latency, LatencySampler};
 pub const SERVICE: &str = "llm-api";
 
 /// Configuration of the LLM mock.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LlmConfig {
     /// Time to first token.
     pub ttft: Latency,
@@ -40,7 +40,9 @@ pub struct LlmConfig {
     pub time_scale: f64,
     /// RNG seed.
     pub seed: u64,
-    /// Error rate and latency factor turned while it serves (shared).
+    /// Error rate and latency factor turned while it serves (shared; a process handed this
+    /// configuration starts with its own, untouched).
+    #[serde(skip)]
     pub knobs: Arc<Knobs>,
 }
 

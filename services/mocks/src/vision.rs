@@ -34,7 +34,7 @@ pub const CATEGORIES: [&str; 6] = [
 ];
 
 /// Configuration of the Vision mock.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VisionConfig {
     /// Inference latency (the seed's ≈ 1900 ms call).
     pub latency: Latency,
@@ -44,7 +44,9 @@ pub struct VisionConfig {
     pub time_scale: f64,
     /// RNG seed.
     pub seed: u64,
-    /// Error rate and latency factor turned while it serves (shared).
+    /// Error rate and latency factor turned while it serves (shared; a process handed this
+    /// configuration starts with its own, untouched).
+    #[serde(skip)]
     pub knobs: Arc<Knobs>,
 }
 

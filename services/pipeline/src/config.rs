@@ -157,11 +157,17 @@ impl Default for Wiring {
 
 /// Everything the pipeline's services need. Build it directly, or start from
 /// [`PipelineConfig::seed`]; the default is the seed at full time over the local demo's wiring.
-#[derive(Clone, Debug)]
+///
+/// It serialises as a child process's knobs (see `tb_scenario::ServiceSpec`): which services
+/// and the wiring are the child's command line, so they are left out and come back empty and
+/// as the local demo's.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct PipelineConfig {
     /// The services to run here.
+    #[serde(skip)]
     pub services: Vec<&'static str>,
     /// Brokers, queue and addresses.
+    #[serde(skip)]
     pub wiring: Wiring,
     /// The Vision mock.
     pub vision: VisionConfig,

@@ -154,7 +154,7 @@ pub trait HistoryStore: Send + Sync + 'static {
 }
 
 /// Where the pipeline keeps its state.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum StoreChoice {
     /// In process memory: each process its own, gone at exit.
     #[default]

@@ -35,7 +35,7 @@ const CONNECTIONS: usize = 4;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Which database and schema.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PgConfig {
     /// A `postgres://` URL (or a key=value connection string).
     pub url: String,

@@ -69,6 +69,19 @@ impl Strip {
     }
 }
 
+/// As its share alone (a child process is handed a fresh one, counting from its first message).
+impl serde::Serialize for Strip {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(self.ratio())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Strip {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        f64::deserialize(deserializer).map(Self::new)
+    }
+}
+
 /// Message number `seen` (counted up) is stripped when ⌊(n+1)·ratio⌋ > ⌊n·ratio⌋.
 fn strip_next(ratio: f64, seen: &AtomicU64) -> bool {
     if ratio <= 0.0 {

@@ -2,6 +2,7 @@
 //! what is exported ([`SpanStats`]), burning the overhead bench's synthetic cost, routing each
 //! span to its service's resource, and discarding.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -78,22 +79,72 @@ pub(crate) struct Counted<P> {
     /// In a multi-service process, the service for spans started outside any
     /// [`crate::service::scope`]; `None` when the process is one service and nothing is stamped.
     pub(crate) stamp: Option<&'static str>,
-    /// [`TelemetryConfig::synthetic_span_cost`], burnt inline: see [`burn`].
+    /// [`TelemetryConfig::synthetic_span_cost`], charged by [`charge`].
     pub(crate) synthetic: Duration,
 }
 
+thread_local! {
+    /// The synthetic cost this thread has charged and not yet burnt; `None` on a thread that
+    /// burns it at once (see [`defer_synthetic_cost`]).
+    static OWED: Cell<Option<Duration>> = const { Cell::new(None) };
+}
+
+/// From now on this thread owes the synthetic span cost instead of burning it when a span
+/// ends, and burns it when it goes idle ([`pay_synthetic_cost`]). For an async runtime's worker
+/// threads, which call both: tokio's `on_thread_unpark` and `on_thread_park` (a blocking-pool
+/// thread calls neither, so it never defers a cost it would not pay).
+pub fn defer_synthetic_cost() {
+    OWED.with(|owed| {
+        if owed.get().is_none() {
+            owed.set(Some(Duration::ZERO));
+        }
+    });
+}
+
+/// Burns the synthetic cost this thread owes: just before an async runtime's worker thread
+/// parks, when its burst of work is done.
+pub fn pay_synthetic_cost() {
+    if let Some(cost) =
+        OWED.with(|owed| owed.replace(Some(Duration::ZERO)).filter(|c| !c.is_zero()))
+    {
+        burn(cost);
+    }
+}
+
+/// Charges `cost` to this thread: owed until it goes idle on a runtime's worker thread, burnt
+/// at once on any other.
+///
+/// Burnt at once, a millisecond's spin in the middle of a request leaves the request's data to
+/// go cold: on these VMs data left alone for 1 ms loses much of its place in the cache (the
+/// host's other tenants share it), and the code after the spin pays to bring it back. The
+/// overhead bench's self-test saw that as about 40 µs more a span than the 1,000 µs charged
+/// (+4 %, in every service alike, with hand-offs per scan unchanged); a pointer chase over
+/// 1 MiB took 136 µs back to back and 216 µs after each 1 ms spin, in one session. Paid when
+/// the thread is about to park, the spin stands where the thread would go idle anyway, and
+/// what follows it would have started cold without it.
+fn charge(cost: Duration) {
+    let deferred = OWED.with(|owed| match owed.get() {
+        Some(owed_so_far) => {
+            owed.set(Some(owed_so_far + cost));
+            true
+        }
+        None => false,
+    });
+    if !deferred {
+        burn(cost);
+    }
+}
+
 /// Keeps this thread busy until it has spent `cost` of CPU time: the overhead bench's known
-/// cost per span, spent where a span's own cost is, on the thread that ends it. The thread's
-/// own CPU clock, not the wall clock: a spin preempted halfway on a busy machine would
-/// otherwise burn less than it says.
+/// cost per span, spent on the thread that ends it. The thread's own CPU clock, not the wall
+/// clock: a spin preempted halfway on a busy machine would otherwise burn less than it says.
 ///
 /// Burning it on a thread of its own instead was tried and measured worse: the hand-off (a
 /// polling thread, then a parked one woken per burst) added a cost of its own that the
-/// self-test found too (+14 %, then +9.5 %). Near saturation no cost is additive, inline or
-/// not: with the machine close to busy every thread batches more and wakes less, and 20 µs a
-/// span at 60 % of saturation on 2 cores measured as 14.5 µs inline (15.1 µs on a burner
-/// thread). The self-test therefore runs where the machine has room
-/// (`scenarios/overhead-self-test.yaml`).
+/// self-test found too (+14 %, then +9.5 %). Near saturation no cost is additive: with the
+/// machine close to busy every thread batches more and wakes less, and 20 µs a span at 60 % of
+/// saturation on 2 cores measured as 14.5 µs inline (15.1 µs on a burner thread). The
+/// self-test therefore runs where the machine has room (`scenarios/overhead-self-test.yaml`).
 fn burn(cost: Duration) {
     let cpu = || {
         let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
@@ -122,7 +173,7 @@ impl<P: SpanProcessor> SpanProcessor for Counted<P> {
         if span.span_context.is_sampled() {
             self.stats.0.ended.fetch_add(1, Ordering::Relaxed);
             if !self.synthetic.is_zero() {
-                burn(self.synthetic);
+                charge(self.synthetic);
             }
         }
         self.inner.on_end(span);

@@ -7,7 +7,7 @@
 ///
 /// In a scenario file it reads `off`, `always_off`, `{ratio: 0.1}` or `always_on`; on a command
 /// line the same names, with `ratio:0.1` for the ratio (see its [`FromStr`](std::str::FromStr)).
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Sampling {
     /// No SDK at all: no OpenTelemetry layer, no provider. The baseline of the overhead ladder.

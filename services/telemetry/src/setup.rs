@@ -68,7 +68,7 @@ pub enum Exporter {
 }
 
 /// Batch span processor settings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BatchSettings {
     /// Spans that may wait for export; beyond it, spans are dropped and counted.
     pub max_queue_size: usize,

@@ -53,7 +53,7 @@ impl fmt::Display for MessagingSystem {
 
 /// How a consumer span relates to the producer that sent the message: `child` or `link`, in a
 /// scenario file and on a command line alike.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConsumerRelation {
     /// The producer span is the consumer span's parent: one trace end to end.

@@ -40,7 +40,7 @@ pub const SERVICE: &str = "worker";
 
 /// How the worker runs. Build it directly; [`WorkerConfig::default`] has the local demo's wiring
 /// and a short `rule_match` (the seed's figures live with the pipeline, `tb_pipeline::seed`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct WorkerConfig {
     /// Queue to consume.
     pub queue: String,

@@ -37,6 +37,7 @@ pub fn overhead_summary(result: &OverheadResult) -> String {
         "CPU µs/scan ± IQR",
         "vs off (95 % CI)",
         "µs/span",
+        "switches/scan",
         "e2e p99 ms",
         "scans/s",
         "dropped",
@@ -97,6 +98,9 @@ fn arm_row(arm: &super::schema::ArmResult) -> Vec<String> {
         vs_off,
         arm.added_us_per_span
             .map_or_else(|| "—".to_owned(), |u| format!("{u:.2}")),
+        arm.switches_per_scan
+            .as_ref()
+            .map_or_else(|| "—".to_owned(), |s| format!("{:.1}", s.median)),
         format!("{:.1}", arm.e2e_p99_ms.median),
         format!("{:.0}", arm.throughput_rps.median),
         dropped.to_string(),

@@ -82,6 +82,10 @@ pub struct ArmResult {
     pub throughput_rps: Spread,
     /// OTLP bytes the sink received per scan.
     pub otlp_bytes_per_scan: Spread,
+    /// Context switches per scan, all service processes together (see
+    /// [`RepeatResult::switches_per_scan`]); absent in results written before they were counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switches_per_scan: Option<Spread>,
 }
 
 /// One measured repeat of an arm.
@@ -89,6 +93,11 @@ pub struct ArmResult {
 pub struct RepeatResult {
     /// CPU µs per scan of each service process, and [`TOTAL`].
     pub cpu_us_per_scan: BTreeMap<String, f64>,
+    /// Times a thread of each service process was put on a CPU, per scan, and [`TOTAL`]: the
+    /// context switches (wake-ups and returns from preemption) that cost CPU of their own.
+    /// Absent in results written before it was counted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub switches_per_scan: BTreeMap<String, f64>,
     /// Peak RSS of each service process (KiB).
     pub peak_rss_kb: BTreeMap<String, u64>,
     /// Scans accepted in the measured window.

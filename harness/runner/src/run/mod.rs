@@ -73,10 +73,9 @@ pub enum Services {
     InProcess,
     /// Each as its own `tracebench service <name>` child process.
     Process {
-        /// The `tracebench` executable.
+        /// The `tracebench` executable. The children get the scenario's knobs as a
+        /// [`tb_scenario::ServiceSpec`] file in the run's output directory.
         exe: PathBuf,
-        /// The scenario file the children read their knobs from.
-        scenario: PathBuf,
         /// Where the children export spans.
         otlp_endpoint: Option<String>,
     },
@@ -285,13 +284,26 @@ fn judged(
 pub struct Measured {
     /// The measured load (warm-up excluded).
     pub load: LoadReport,
-    /// CPU nanoseconds each service process spent over the measured load, with its peak RSS
-    /// (KiB) at the end.
-    pub cpu: Vec<(String, u64, u64)>,
+    /// What each service process spent over the measured load.
+    pub cpu: Vec<ProcessCost>,
     /// Scans accepted over the whole run: probe, warm-up and measured load.
     pub scans_total: u64,
     /// The span counts the services reported at exit (the whole run).
     pub spans: SpanSummary,
+}
+
+/// What one service process spent over the measured load of [`measure`].
+#[derive(Clone, Debug)]
+pub struct ProcessCost {
+    /// The service.
+    pub name: String,
+    /// CPU nanoseconds.
+    pub cpu_ns: u64,
+    /// Times one of its threads was put on a CPU (see
+    /// [`crate::usage::CpuSnapshot::switches_since`]).
+    pub switches: u64,
+    /// Peak RSS at the end (KiB).
+    pub peak_rss_kb: u64,
 }
 
 /// Runs `scenario`'s services as child processes (`options.services` must be
@@ -329,15 +341,17 @@ pub async fn measure(
     let cpu = after
         .into_iter()
         .map(|(name, now)| {
-            let ns = before
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map_or(0, |(_, then)| now.ns_since(then));
-            let peak = peaks
+            let then = before.iter().find(|(n, _)| *n == name).map(|(_, t)| t);
+            let peak_rss_kb = peaks
                 .iter()
                 .find(|p| p.process == name)
                 .map_or(0, |p| p.peak_rss_kb);
-            (name.to_owned(), ns, peak)
+            ProcessCost {
+                name: name.to_owned(),
+                cpu_ns: then.map_or(0, |t| now.ns_since(t)),
+                switches: then.map_or(0, |t| now.switches_since(t)),
+                peak_rss_kb,
+            }
         })
         .collect();
     let scans_total = target.accepted();

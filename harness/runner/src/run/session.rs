@@ -200,14 +200,10 @@ async fn start(
             let processed = pipeline.take_processed();
             Ok((Running::InProcess(pipeline), scan_api, processed))
         }
-        Services::Process {
-            exe,
-            scenario: file,
-            otlp_endpoint,
-        } => {
+        Services::Process { exe, otlp_endpoint } => {
             let mut children = Children::spawn(
                 exe,
-                file,
+                &tb_scenario::ServiceSpec::of(scenario),
                 wiring,
                 otlp_endpoint.as_deref(),
                 options.out.as_deref(),
