@@ -231,18 +231,30 @@ fn node_modules() -> Option<PathBuf> {
 
 #[test]
 #[ignore = "needs chromium and playwright-core (TB_CHROMIUM, TB_NODE_MODULES; .ci/run provides them)"]
-fn the_page_in_headless_chromium_shows_a_trace_then_broken_edges_after_the_kafka_switch() {
+fn the_page_in_headless_chromium_shows_a_trace_broken_edges_and_a_critical_path_that_moves() {
     let (Some(chromium), Some(modules)) = (chromium(), node_modules()) else {
         panic!(
             "needs chromium and playwright-core (TB_CHROMIUM, TB_NODE_MODULES); .ci/run installs them"
         );
     };
+    // The course's screenshots are these: `TB_SCREENSHOTS=docs/tutorial/img` (relative to the
+    // repository's root) writes them where chapter 00 shows them.
+    let shots = std::env::var_os("TB_SCREENSHOTS").map_or_else(
+        || common::scratch("demo-screenshots"),
+        |dir| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .join(dir)
+        },
+    );
+    std::fs::create_dir_all(&shots).expect("screenshot directory");
     let demo = Demo::start();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/demo/browser.cjs");
     let out = Command::new("node")
         .arg(script)
         .arg(&demo.url)
         .arg(chromium)
+        .arg(&shots)
         .env("NODE_PATH", modules)
         .output()
         .expect("node runs");
@@ -252,5 +264,9 @@ fn the_page_in_headless_chromium_shows_a_trace_then_broken_edges_after_the_kafka
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    for name in ["00-healthy.png", "00-strip-kafka.png", "00-slow-llm.png"] {
+        let png = std::fs::read(shots.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{name} is not a PNG");
+    }
     demo.stop();
 }
