@@ -48,7 +48,8 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BatchSize, BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use http::HeaderValue;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::{Context, global};
@@ -166,34 +167,45 @@ fn extract(c: &mut Criterion) {
     let root = Context::new();
     global::set_text_map_propagator(ours.clone());
     let mut g = c.benchmark_group("extract");
+    extract_http(&mut g, &ours, &sdk, &root);
+    extract_brokers(&mut g, &ours, &root);
+    g.finish();
+}
 
+/// [`extract`] from a map and from HTTP headers.
+fn extract_http(
+    g: &mut Group<'_>,
+    ours: &W3cPropagator,
+    sdk: &TraceContextPropagator,
+    root: &Context,
+) {
     let map = HashMap::from([("traceparent".to_owned(), TRACEPARENT.to_owned())]);
     g.bench_function("baseline_sdk_hashmap", |b| {
-        b.iter(|| sdk.extract_with_context(&root, black_box(&map)))
+        b.iter(|| sdk.extract_with_context(root, black_box(&map)))
     });
     g.bench_function("w3c_hashmap", |b| {
-        b.iter(|| ours.extract_with_context(&root, black_box(&map)))
+        b.iter(|| ours.extract_with_context(root, black_box(&map)))
     });
     let headers = http_headers();
     g.bench_function("http_headermap_global", |b| {
         b.iter(|| {
             global::get_text_map_propagator(|p| {
-                p.extract_with_context(&root, &HeaderExtractor(black_box(&headers)))
+                p.extract_with_context(root, &HeaderExtractor(black_box(&headers)))
             })
         })
     });
     g.bench_function("http_headermap", |b| {
-        b.iter(|| ours.extract_with_context(&root, &HeaderExtractor(black_box(&headers))))
+        b.iter(|| ours.extract_with_context(root, &HeaderExtractor(black_box(&headers))))
     });
     g.bench_function("http_headermap_direct", |b| {
-        b.iter(|| ours.extract_from(&root, black_box(&headers)))
+        b.iter(|| ours.extract_from(root, black_box(&headers)))
     });
     // A Level 2 sender's `-03` (as every hop after tracebench's first sends): nothing to note
     // beside the span context, as for `-01` (the SDK keeps the bit in a sampled child's flags).
     let mut random = http_headers();
     random.insert("traceparent", HeaderValue::from_static(TRACEPARENT_RANDOM));
     g.bench_function("http_headermap_random_flag_direct", |b| {
-        b.iter(|| ours.extract_from(&root, black_box(&random)))
+        b.iter(|| ours.extract_from(root, black_box(&random)))
     });
     // `-02`, random and not sampled: its children are dropped with flags `00`, so the bit is
     // noted in a context entry. The difference to `-03` is what a note costs.
@@ -203,49 +215,55 @@ fn extract(c: &mut Criterion) {
         HeaderValue::from_static(TRACEPARENT_RANDOM_UNSAMPLED),
     );
     g.bench_function("http_headermap_random_unsampled_direct", |b| {
-        b.iter(|| ours.extract_from(&root, black_box(&unsampled)))
+        b.iter(|| ours.extract_from(root, black_box(&unsampled)))
     });
     // No trace context at all: the lookups that find nothing, and the context handed back.
     let mut absent = http_headers();
     absent.remove("traceparent");
     g.bench_function("http_headermap_absent", |b| {
-        b.iter(|| ours.extract_with_context(&root, &HeaderExtractor(black_box(&absent))))
+        b.iter(|| ours.extract_with_context(root, &HeaderExtractor(black_box(&absent))))
     });
     g.bench_function("http_headermap_absent_direct", |b| {
-        b.iter(|| ours.extract_from(&root, black_box(&absent)))
+        b.iter(|| ours.extract_from(root, black_box(&absent)))
     });
+}
+
+/// [`extract`] from AMQP and Kafka headers.
+fn extract_brokers(g: &mut Group<'_>, ours: &W3cPropagator, root: &Context) {
     let table = amqp_headers();
     g.bench_function("amqp_fieldtable_global", |b| {
         b.iter(|| {
             global::get_text_map_propagator(|p| {
-                p.extract_with_context(&root, &FieldTableExtractor(black_box(&table)))
+                p.extract_with_context(root, &FieldTableExtractor(black_box(&table)))
             })
         })
     });
     g.bench_function("amqp_fieldtable", |b| {
-        b.iter(|| ours.extract_with_context(&root, &FieldTableExtractor(black_box(&table))))
+        b.iter(|| ours.extract_with_context(root, &FieldTableExtractor(black_box(&table))))
     });
     g.bench_function("amqp_fieldtable_direct", |b| {
-        b.iter(|| ours.extract_from(&root, black_box(&table)))
+        b.iter(|| ours.extract_from(root, black_box(&table)))
     });
     let kafka = kafka_headers();
     g.bench_function("kafka_borrowedheaders_global", |b| {
         b.iter(|| {
             global::get_text_map_propagator(|p| {
-                p.extract_with_context(&root, &KafkaExtractor::new(black_box(kafka.as_borrowed())))
+                p.extract_with_context(root, &KafkaExtractor::new(black_box(kafka.as_borrowed())))
             })
         })
     });
     g.bench_function("kafka_borrowedheaders", |b| {
         b.iter(|| {
-            ours.extract_with_context(&root, &KafkaExtractor::new(black_box(kafka.as_borrowed())))
+            ours.extract_with_context(root, &KafkaExtractor::new(black_box(kafka.as_borrowed())))
         })
     });
     g.bench_function("kafka_borrowedheaders_direct", |b| {
-        b.iter(|| ours.extract_from(&root, &KafkaExtractor::new(black_box(kafka.as_borrowed()))))
+        b.iter(|| ours.extract_from(root, &KafkaExtractor::new(black_box(kafka.as_borrowed()))))
     });
-    g.finish();
 }
+
+/// A benchmark group of this file.
+type Group<'a> = BenchmarkGroup<'a, WallTime>;
 
 fn config() -> Criterion {
     Criterion::default()

@@ -84,84 +84,91 @@ fn mix(mut x: u64) -> u64 {
 /// Span `n` of a scan: name, kind and attributes as the pipeline's services record them.
 fn scan_span(n: usize, task: &str) -> (&'static str, i32, Vec<KeyValue>) {
     match n {
-        0 => (
-            "POST /scan",
-            2,
-            vec![
-                kv("http.request.method", s("POST")),
-                kv("http.route", s("/scan")),
-                kv("url.path", s("/scan")),
-                kv("url.scheme", s("http")),
-                kv("server.address", s("127.0.0.1")),
-                kv("server.port", Value::IntValue(8000)),
-                kv("user_agent.original", s("python-requests/2.32.3")),
-                kv("http.response.status_code", Value::IntValue(202)),
-            ],
-        ),
-        1 | 5 => (
-            if n == 1 {
-                "publish scan.tasks"
-            } else {
-                "publish scan.completed"
-            },
+        0 => ("POST /scan", 2, server_attributes()),
+        1 => (
+            "publish scan.tasks",
             4,
-            vec![
-                kv(
-                    "messaging.system",
-                    s(if n == 1 { "rabbitmq" } else { "kafka" }),
-                ),
-                kv("messaging.operation.type", s("send")),
-                kv(
-                    "messaging.destination.name",
-                    s(if n == 1 {
-                        "scan.tasks"
-                    } else {
-                        "scan.completed"
-                    }),
-                ),
-                kv("messaging.message.id", s(task)),
-                kv("messaging.message.body.size", Value::IntValue(412)),
-                kv("tb.task_id", s(task)),
-            ],
+            publish_attributes("rabbitmq", "scan.tasks", task),
         ),
-        2 | 6 | 7 => (
-            match n {
-                2 => "process scan.tasks",
-                6 => "process scan.completed character",
-                _ => "process scan.completed my",
-            },
+        5 => (
+            "publish scan.completed",
+            4,
+            publish_attributes("kafka", "scan.completed", task),
+        ),
+        2 => (
+            "process scan.tasks",
             5,
-            vec![
-                kv(
-                    "messaging.system",
-                    s(if n == 2 { "rabbitmq" } else { "kafka" }),
-                ),
-                kv("messaging.operation.type", s("process")),
-                kv("messaging.consumer.group.name", s("character-consumer")),
-                kv("messaging.message.id", s(task)),
-                kv("messaging.kafka.offset", Value::IntValue(81_234)),
-                kv("tb.task_id", s(task)),
-            ],
+            process_attributes("rabbitmq", task),
         ),
-        _ => (
-            if n == 3 {
-                "POST /v1/vision"
-            } else {
-                "POST /v1/chat/completions"
-            },
-            3,
-            vec![
-                kv("http.request.method", s("POST")),
-                kv("url.full", s("http://127.0.0.1:8001/v1/vision")),
-                kv("server.address", s("127.0.0.1")),
-                kv("server.port", Value::IntValue(8001)),
-                kv("http.response.status_code", Value::IntValue(200)),
-                kv("http.request.resend_count", Value::IntValue(0)),
-                kv("gen_ai.usage.output_tokens", Value::IntValue(143)),
-                kv("tb.latency_ratio", Value::DoubleValue(0.83)),
-            ],
+        6 => (
+            "process scan.completed character",
+            5,
+            process_attributes("kafka", task),
         ),
+        7 => (
+            "process scan.completed my",
+            5,
+            process_attributes("kafka", task),
+        ),
+        3 => ("POST /v1/vision", 3, client_attributes()),
+        _ => ("POST /v1/chat/completions", 3, client_attributes()),
     }
+}
+
+/// scan-api's SERVER span's attributes.
+fn server_attributes() -> Vec<KeyValue> {
+    vec![
+        kv("http.request.method", s("POST")),
+        kv("http.route", s("/scan")),
+        kv("url.path", s("/scan")),
+        kv("url.scheme", s("http")),
+        kv("server.address", s("127.0.0.1")),
+        kv("server.port", Value::IntValue(8000)),
+        kv("user_agent.original", s("python-requests/2.32.3")),
+        kv("http.response.status_code", Value::IntValue(202)),
+    ]
+}
+
+/// A PRODUCER span's attributes: `system` publishing to `destination`.
+fn publish_attributes(
+    system: &'static str,
+    destination: &'static str,
+    task: &str,
+) -> Vec<KeyValue> {
+    vec![
+        kv("messaging.system", s(system)),
+        kv("messaging.operation.type", s("send")),
+        kv("messaging.destination.name", s(destination)),
+        kv("messaging.message.id", s(task)),
+        kv("messaging.message.body.size", Value::IntValue(412)),
+        kv("tb.task_id", s(task)),
+    ]
+}
+
+/// A CONSUMER span's attributes, on `system`.
+fn process_attributes(system: &'static str, task: &str) -> Vec<KeyValue> {
+    vec![
+        kv("messaging.system", s(system)),
+        kv("messaging.operation.type", s("process")),
+        kv("messaging.consumer.group.name", s("character-consumer")),
+        kv("messaging.message.id", s(task)),
+        kv("messaging.kafka.offset", Value::IntValue(81_234)),
+        kv("tb.task_id", s(task)),
+    ]
+}
+
+/// The worker's CLIENT spans' attributes (Vision and LLM alike).
+fn client_attributes() -> Vec<KeyValue> {
+    vec![
+        kv("http.request.method", s("POST")),
+        kv("url.full", s("http://127.0.0.1:8001/v1/vision")),
+        kv("server.address", s("127.0.0.1")),
+        kv("server.port", Value::IntValue(8001)),
+        kv("http.response.status_code", Value::IntValue(200)),
+        kv("http.request.resend_count", Value::IntValue(0)),
+        kv("gen_ai.usage.output_tokens", Value::IntValue(143)),
+        kv("tb.latency_ratio", Value::DoubleValue(0.83)),
+    ]
 }
 
 /// Export request `r`: 64 scans of 8 spans, each scan's trace id new to the request.

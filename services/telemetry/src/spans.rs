@@ -91,11 +91,13 @@ fn set_remote_parent(span: &Span, cx: Context) {
     let _ = span.set_parent(cx);
 }
 
-/// A SERVER span for an incoming HTTP request, continuing the trace in `headers`.
+/// A SERVER span for an incoming HTTP request, continuing `remote` (the context the caller
+/// extracted from the request's headers: [`carrier::http::extract`]), as [`consumer`] continues
+/// the context extracted from a message.
 ///
 /// `route` is the matched route template (`/scan/{task_id}`), never the raw path, so the span
 /// name `POST /scan/{task_id}` stays low-cardinality.
-pub fn http_server(method: &Method, route: &str, path: &str, headers: &HeaderMap) -> Span {
+pub fn http_server(method: &Method, route: &str, path: &str, remote: Context) -> Span {
     let span = tracing::info_span!(
         parent: None,
         "http.server",
@@ -108,7 +110,7 @@ pub fn http_server(method: &Method, route: &str, path: &str, headers: &HeaderMap
         { HTTP_RESPONSE_STATUS_CODE } = Empty,
         { ERROR_TYPE } = Empty,
     );
-    set_remote_parent(&span, carrier::http::extract(headers));
+    set_remote_parent(&span, remote);
     span
 }
 

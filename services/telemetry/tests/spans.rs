@@ -131,7 +131,12 @@ fn json_log_line_inside_a_span_has_the_spans_ids() {
 fn http_server_span_continues_a_valid_incoming_trace() {
     let h = Harness::new(Sampling::AlwaysOn);
     h.run(|| {
-        let span = spans::http_server(&Method::POST, "/scan", "/scan", &headers_with(INCOMING));
+        let span = spans::http_server(
+            &Method::POST,
+            "/scan",
+            "/scan",
+            carrier::http::extract(&headers_with(INCOMING)),
+        );
         spans::record_http_status(&span, 202, false);
     });
     let s = h.span("POST /scan");
@@ -162,7 +167,7 @@ fn http_server_span_with_invalid_traceparent_starts_a_new_trace() {
                 &Method::POST,
                 "/scan",
                 "/scan",
-                &headers_with(bad),
+                carrier::http::extract(&headers_with(bad)),
             ))
         });
     }
@@ -245,7 +250,9 @@ fn unsampled_incoming_trace_produces_no_spans_downstream() {
             &Method::POST,
             "/scan",
             "/scan",
-            &headers_with("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"),
+            carrier::http::extract(&headers_with(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+            )),
         );
         let _entered = span.enter();
         let child = tracing::info_span!("validate_request");
@@ -277,7 +284,9 @@ fn random_flag_survives_a_hop_through_a_child_span() {
             &Method::POST,
             "/scan",
             "/scan",
-            &headers_with("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03"),
+            carrier::http::extract(&headers_with(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03",
+            )),
         );
         let _entered = span.enter();
         let client = spans::http_client(

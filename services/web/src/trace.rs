@@ -7,7 +7,7 @@
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use tb_telemetry::spans;
+use tb_telemetry::{carrier, spans};
 use tracing::Instrument;
 
 /// Runs the request inside a SERVER span and records the response status on it.
@@ -16,7 +16,8 @@ pub async fn trace_requests(req: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
-    let span = spans::http_server(req.method(), &route, req.uri().path(), req.headers());
+    let remote = carrier::http::extract(req.headers());
+    let span = spans::http_server(req.method(), &route, req.uri().path(), remote);
     let response = next.run(req).instrument(span.clone()).await;
     spans::record_http_status(&span, response.status().as_u16(), false);
     response

@@ -209,9 +209,16 @@ async fn completions(
     mut processed: tokio::sync::mpsc::UnboundedReceiver<tb_consumers::Processed>,
 ) {
     let mut completions = tb_consumers::Completions::default();
+    let mut swept = Instant::now();
     while let Some(p) = processed.recv().await {
         if completions.complete(&p) {
             demo.completed(&p.task_id, p.at);
+        }
+        // A scan one consumer finished and the other never will is given up when the request
+        // table gives its request up.
+        if swept.elapsed() >= JUDGE_EVERY {
+            completions.forget_older_than(state::GIVE_UP, Instant::now());
+            swept = Instant::now();
         }
     }
 }

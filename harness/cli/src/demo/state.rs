@@ -26,7 +26,7 @@ const SPAN_KEEP: Duration = GIVE_UP.saturating_add(Duration::from_secs(5));
 /// within its 200 ms delay, and the sink has them a moment later.
 const SETTLE: Duration = Duration::from_millis(800);
 /// A scan not complete after this long is counted lost and forgotten.
-const GIVE_UP: Duration = Duration::from_secs(60);
+pub(super) const GIVE_UP: Duration = Duration::from_secs(60);
 /// Scans in flight beyond which arrivals are skipped (a stalled pipeline must not grow this).
 const MAX_IN_FLIGHT: usize = 5000;
 

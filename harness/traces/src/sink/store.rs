@@ -32,6 +32,8 @@ use serde::{Deserialize, Serialize};
 use prost::Message as _;
 
 use super::wire;
+
+mod tempo_view;
 use crate::convert::{hex, render_any_value, service_name};
 use crate::model;
 pub use crate::model::{ROOT_NOT_YET_RECEIVED, TraceSummary};
@@ -504,7 +506,7 @@ impl TraceStore {
         let inner = self.lock();
         let trace = inner.traces.get(&key)?;
         // Decoded and serialised under the lock: one trace is a few dozen spans.
-        let view = tempo_view(trace);
+        let view = trace.tempo_view();
         serde_json::to_vec(&view).ok()
     }
 
@@ -641,73 +643,6 @@ fn summarize(
         start_time_unix_nano: start,
         duration_ms: duration / 1_000_000,
     })
-}
-
-/// Tempo's v1 trace-by-id body, borrowing the stored messages.
-#[derive(Serialize)]
-struct TempoTraceView<'a> {
-    batches: Vec<BatchView<'a>>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct BatchView<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resource: Option<&'a Resource>,
-    scope_spans: Vec<ScopeView<'a>>,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    schema_url: &'a str,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ScopeView<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    scope: Option<&'a InstrumentationScope>,
-    spans: Vec<OtlpSpan>,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    schema_url: &'a str,
-}
-
-fn tempo_view(trace: &Trace) -> TempoTraceView<'_> {
-    // Groups sharing a resource become one batch, and groups sharing a scope within it one
-    // `scopeSpans`, as in Tempo's answer. A trace has a handful of groups, so linear search.
-    let mut sources: Vec<&Arc<Source>> = Vec::new();
-    let mut origins: Vec<Vec<&Arc<Origin>>> = Vec::new();
-    let mut batches: Vec<BatchView<'_>> = Vec::new();
-    for group in &trace.groups {
-        let origin = &group.origin;
-        let b = match sources
-            .iter()
-            .position(|s| Arc::ptr_eq(s, &origin.resource))
-        {
-            Some(b) => b,
-            None => {
-                sources.push(&origin.resource);
-                origins.push(Vec::new());
-                batches.push(BatchView {
-                    resource: origin.resource.resource.as_ref(),
-                    scope_spans: Vec::new(),
-                    schema_url: &origin.resource.schema_url,
-                });
-                batches.len() - 1
-            }
-        };
-        match origins[b].iter().position(|o| Arc::ptr_eq(o, origin)) {
-            Some(s) => batches[b].scope_spans[s]
-                .spans
-                .extend(group.spans.iter().map(Stored::decode)),
-            None => {
-                origins[b].push(origin);
-                batches[b].scope_spans.push(ScopeView {
-                    scope: origin.scope.as_ref(),
-                    spans: group.spans.iter().map(Stored::decode).collect(),
-                    schema_url: &origin.schema_url,
-                });
-            }
-        }
-    }
-    TempoTraceView { batches }
 }
 
 #[cfg(test)]
