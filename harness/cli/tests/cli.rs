@@ -301,6 +301,7 @@ fn the_smoke_scenario_passes_and_writes_result_json() {
     assert_eq!(processes.len(), 1, "{processes:?}");
     assert_eq!(processes[0]["process"], "tracebench");
     assert!(processes[0]["cpu_s"].as_f64() > Some(0.0));
+    assert!(processes[0]["switches_per_scan"].as_f64() > Some(0.0));
     for kind in ["http", "end_to_end"] {
         for way in ["corrected", "uncorrected"] {
             let p = &result["latency"][kind][way];
@@ -466,6 +467,7 @@ fn the_smoke_scenario_passes_with_every_service_in_its_own_process_at_log_level_
     for p in processes {
         assert!(p["cpu_s"].as_f64() > Some(0.0), "{p}");
         assert!(p["peak_rss_kb"].as_u64() > Some(0), "{p}");
+        assert!(p["switches_per_scan"].as_f64() > Some(0.0), "{p}");
     }
     for service in [
         "scan-api",

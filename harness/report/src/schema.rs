@@ -144,6 +144,12 @@ pub struct ProcessUsage {
     /// Seconds between two RSS samples.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rss_sample_every_s: Option<f64>,
+    /// Times one of its threads was put on a CPU, per scan accepted (probe and warm-up
+    /// included, as for the CPU): each wake-up of a parked thread and each return after a
+    /// preemption, the hand-offs that cost CPU of their own. Read from its live threads'
+    /// `schedstat` at the end, so a thread that exited earlier takes its count with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switches_per_scan: Option<f64>,
 }
 
 /// One rate of a saturation search.

@@ -97,12 +97,17 @@ impl Running {
                 .unwrap_or_default(),
             Self::Children(children) => children.usage(),
         };
+        let threads = self.cpu();
+        let per_scan = |n: f64| n / scans.max(1) as f64;
         measured
             .into_iter()
             .map(|(process, cpu_s, peak_rss_kb)| ProcessUsage {
                 process: process.to_owned(),
                 cpu_s,
-                cpu_us_per_scan: cpu_s * 1e6 / scans.max(1) as f64,
+                cpu_us_per_scan: per_scan(cpu_s * 1e6),
+                switches_per_scan: threads.iter().find(|(n, _)| *n == process).map(|(_, t)| {
+                    per_scan(t.switches_since(&crate::usage::CpuSnapshot::default()) as f64)
+                }),
                 peak_rss_kb,
                 rss_settled_kb: None,
                 rss_end_kb: None,
