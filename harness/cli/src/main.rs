@@ -26,10 +26,8 @@ fn main() -> ExitCode {
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     // The overhead bench's synthetic span cost is burnt as a worker thread goes idle, not in
-    // the middle of its work (see `tb_telemetry::processors::defer_synthetic_cost`).
-    runtime
-        .on_thread_unpark(tb_telemetry::processors::defer_synthetic_cost)
-        .on_thread_park(tb_telemetry::processors::pay_synthetic_cost);
+    // the middle of its work (see `tb_telemetry::processors::pay_synthetic_cost`).
+    runtime.on_thread_park(tb_telemetry::processors::pay_synthetic_cost);
     // One service in a process of its own: one worker thread, unless TOKIO_WORKER_THREADS or
     // --worker-threads says otherwise (see `ServiceArgs::worker_threads`).
     if let Command::Service(args) = &cli.command

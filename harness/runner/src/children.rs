@@ -3,7 +3,8 @@
 //! process (one runtime, one allocator, one telemetry pipeline) would blur the picture.
 //!
 //! Children get the plan's knobs as one [`ServiceSpec`] file (so every knob matches the
-//! in-process run) and the run's [`Wiring`] on their command line; they export spans over OTLP to the harness's sink. End-to-end completion comes
+//! in-process run) and the run's [`Wiring`] on their command line; they export spans over OTLP
+//! to the harness's sink. End-to-end completion comes
 //! from the consumers' structured [`ProcessedLine`]s on their stdout, not from their logs, so
 //! it holds at any log level. Children are killed when the handle is dropped, so an error or
 //! Ctrl-C in the harness never leaves one behind; a normal shutdown asks each to stop (SIGINT)
@@ -255,10 +256,7 @@ struct SpecFile {
 impl SpecFile {
     fn write(spec: &ServiceSpec, log_dir: Option<&Path>) -> Result<Self, ChildrenError> {
         let (path, temporary) = match log_dir {
-            Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| ChildrenError::Spawn("spec", e))?;
-                (dir.join("spec.json"), false)
-            }
+            Some(dir) => (dir.join("spec.json"), false),
             None => {
                 static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
                 let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

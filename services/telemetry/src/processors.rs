@@ -85,24 +85,14 @@ pub(crate) struct Counted<P> {
 
 thread_local! {
     /// The synthetic cost this thread has charged and not yet burnt; `None` on a thread that
-    /// burns it at once (see [`defer_synthetic_cost`]).
+    /// never parked through [`pay_synthetic_cost`], which burns it at once.
     static OWED: Cell<Option<Duration>> = const { Cell::new(None) };
 }
 
-/// From now on this thread owes the synthetic span cost instead of burning it when a span
-/// ends, and burns it when it goes idle ([`pay_synthetic_cost`]). For an async runtime's worker
-/// threads, which call both: tokio's `on_thread_unpark` and `on_thread_park` (a blocking-pool
-/// thread calls neither, so it never defers a cost it would not pay).
-pub fn defer_synthetic_cost() {
-    OWED.with(|owed| {
-        if owed.get().is_none() {
-            owed.set(Some(Duration::ZERO));
-        }
-    });
-}
-
-/// Burns the synthetic cost this thread owes: just before an async runtime's worker thread
-/// parks, when its burst of work is done.
+/// Burns the synthetic cost this thread owes, and from then on lets it owe the cost of the
+/// spans it ends instead of burning it at once: tokio's `on_thread_park`, called by an async
+/// runtime's worker threads just before they go idle (a blocking-pool thread never calls it, so
+/// it never owes a cost it would not pay).
 pub fn pay_synthetic_cost() {
     if let Some(cost) =
         OWED.with(|owed| owed.replace(Some(Duration::ZERO)).filter(|c| !c.is_zero()))
@@ -117,11 +107,10 @@ pub fn pay_synthetic_cost() {
 /// Burnt at once, a millisecond's spin in the middle of a request leaves the request's data to
 /// go cold: on these VMs data left alone for 1 ms loses much of its place in the cache (the
 /// host's other tenants share it), and the code after the spin pays to bring it back. The
-/// overhead bench's self-test saw that as about 40 µs more a span than the 1,000 µs charged
-/// (+4 %, in every service alike, with hand-offs per scan unchanged); a pointer chase over
-/// 1 MiB took 136 µs back to back and 216 µs after each 1 ms spin, in one session. Paid when
-/// the thread is about to park, the spin stands where the thread would go idle anyway, and
-/// what follows it would have started cold without it.
+/// overhead bench's self-test (`scenarios/overhead-self-test.yaml`) saw that as about 40 µs
+/// more a span than the 1,000 µs charged (+4 %, in every service alike, with hand-offs per scan
+/// unchanged). Paid when the thread is about to park, the spin stands where the thread would go
+/// idle anyway, and what follows it would have started cold without it.
 fn charge(cost: Duration) {
     let deferred = OWED.with(|owed| match owed.get() {
         Some(owed_so_far) => {
